@@ -1,0 +1,131 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/tidepool-dev/tidepool/internal/server"
+)
+
+func newServeCommand() *cobra.Command {
+	var cfg server.Config
+	var listen, logLevel, logFormat string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the tidepool server",
+		Long: `Run the tidepool server: the management API (Azure Resource Manager shape),
+the token endpoint, and the pool controller, on one listener.
+
+Every flag can also be set with an environment variable: TIDEPOOL_ followed by
+the flag name in upper case with dashes as underscores (TIDEPOOL_DATA_DIR).
+On first start the server creates a tenant, a subscription, a signing key and
+an admin service principal, whose credentials it writes to
+<data-dir>/admin-credentials.json (mode 0600).`,
+		Example: `  tidepool serve
+  tidepool serve --listen 0.0.0.0:7380 --public-url https://tidepool.example.com
+  TIDEPOOL_DATA_DIR=/srv/tidepool tidepool serve`,
+		Args: cobra.NoArgs,
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			return flagsFromEnv(cmd.Flags())
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logLevel, logFormat)
+			if err != nil {
+				return usageError{err}
+			}
+			cfg.Logger = log
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("listen on %s: %w", listen, err)
+			}
+			ctx := cmd.Context()
+			srv, err := server.New(ctx, cfg, ln)
+			if err != nil {
+				ln.Close()
+				return err
+			}
+			defer srv.Close()
+			info := srv.Info()
+			fmt.Fprintf(cmd.OutOrStdout(), `tidepool %s serving
+  endpoint:      %s
+  tenant:        %s
+  subscription:  %s
+  credentials:   %s
+Get a token:
+  jq -r '"client_id=\(.clientId)&client_secret=\(.clientSecret)"' %s |
+    curl -s -d @- -d grant_type=client_credentials -d scope=https://management.azure.com/.default \
+      %s/%s/oauth2/v2.0/token
+`, version, info.Endpoint, info.TenantID, info.SubscriptionID, info.CredentialsPath,
+				info.CredentialsPath, info.Endpoint, info.TenantID)
+			log.Info("serving", "endpoint", info.Endpoint, "data_dir", cfg.DataDir)
+			err = srv.Run(ctx, ln)
+			log.Info("stopped")
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", server.DefaultListen, "address to listen on (host:port)")
+	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir(), "directory for the database and the admin credentials")
+	f.StringVar(&cfg.PublicURL, "public-url", "", "base URL clients use to reach the server (default: the listen address)")
+	f.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key, serve HTTPS")
+	f.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key file (PEM)")
+	f.IntVar(&cfg.PageSize, "page-size", 1000, "largest page a list answers before it returns a nextLink")
+	f.BoolVar(&cfg.AllowHyphenatedPoolNames, "allow-hyphenated-pool-names", false, "accept the CLI's pool name rule (hyphens, up to 32 characters) besides the API's")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	return cmd
+}
+
+// defaultDataDir is /var/lib/tidepool for root, else the XDG data home.
+func defaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/tidepool"
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "tidepool")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "tidepool")
+	}
+	return filepath.Join(home, ".local", "share", "tidepool")
+}
+
+// flagsFromEnv sets every flag not given on the command line from its
+// TIDEPOOL_* environment variable.
+func flagsFromEnv(fs *pflag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		env := "TIDEPOOL_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v, ok := os.LookupEnv(env)
+		if !ok || f.Changed || err != nil {
+			return
+		}
+		if serr := fs.Set(f.Name, v); serr != nil {
+			err = usageError{fmt.Errorf("%s=%q: %w", env, v, serr)}
+		}
+	})
+	return err
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}

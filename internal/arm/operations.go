@@ -1,0 +1,110 @@
+package arm
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tidepool-dev/tidepool/internal/model"
+	"github.com/tidepool-dev/tidepool/internal/store"
+)
+
+type operationStatus struct {
+	ID         string           `json:"id"`
+	Name       string           `json:"name"`
+	Status     string           `json:"status"`
+	ResourceID string           `json:"resourceId,omitempty"`
+	StartTime  time.Time        `json:"startTime"`
+	EndTime    *time.Time       `json:"endTime,omitempty"`
+	Error      *model.ErrorInfo `json:"error,omitempty"`
+}
+
+// getOperation serves both operation URLs:
+// .../operationStatuses/{id} (Azure-AsyncOperation) always answers 200 with
+// the status; .../operationResults/{id} (Location) answers 202 while the
+// operation runs and then what the synchronous call would have answered.
+func (s *Server) getOperation(w http.ResponseWriter, r *http.Request) error {
+	if _, err := apiVersion(r, nil); err != nil {
+		return err
+	}
+	id, err := model.ParseResourceID(r.URL.Path)
+	if err != nil {
+		return unknownRoute(r)
+	}
+	opID := id.Names[1]
+	op, err := s.st.GetOperation(r.Context(), opID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !strings.HasPrefix(strings.ToLower(op.ResourceID), strings.ToLower(id.SubscriptionID()+"/"))) {
+		return errorf(http.StatusNotFound, "OperationNotFound", "The operation '%s' was not found.", clip(opID))
+	}
+	if err != nil {
+		return fmt.Errorf("get operation %s: %w", opID, err)
+	}
+	if eq(id.Types[1], "operationStatuses") {
+		return s.writeOperationStatus(w, r, op)
+	}
+	return s.writeOperationResult(w, r, op)
+}
+
+func (s *Server) writeOperationStatus(w http.ResponseWriter, r *http.Request, op *store.Operation) error {
+	st := operationStatus{
+		ID: strings.Join(append([]string{""}, splitPath(r.URL.Path)...), "/"), Name: op.ID,
+		Status: op.Status, ResourceID: op.ResourceID, StartTime: op.Started,
+	}
+	if !op.Ended.IsZero() {
+		st.EndTime = &op.Ended
+	}
+	if op.Status == store.OperationFailed || op.Status == store.OperationCanceled {
+		st.Error = &model.ErrorInfo{Code: op.ErrorCode, Message: op.ErrorMsg}
+	}
+	if op.Status == store.OperationInProgress {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+func (s *Server) writeOperationResult(w http.ResponseWriter, r *http.Request, op *store.Operation) error {
+	switch op.Status {
+	case store.OperationInProgress:
+		w.Header().Set("Location", s.publicURL+r.URL.RequestURI())
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusAccepted)
+		return nil
+	case store.OperationFailed, store.OperationCanceled:
+		status := http.StatusBadRequest
+		if op.ErrorCode == "InternalServerError" {
+			status = http.StatusInternalServerError
+		}
+		return &Error{Status: status, Code: op.ErrorCode, Message: op.ErrorMsg}
+	}
+	if op.Kind == "delete" {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	// PUT and PATCH: the resource as it is now.
+	res, err := s.st.GetResource(r.Context(), op.ResourceID)
+	if errors.Is(err, store.ErrNotFound) {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("get %s: %w", op.ResourceID, err)
+	}
+	if !eq(res.Type, model.SessionPoolType) {
+		writeJSON(w, http.StatusOK, json.RawMessage(res.Body))
+		return nil
+	}
+	p, err := decodeStoredPool(res.Body)
+	if err != nil {
+		return err
+	}
+	v, ok := model.ParseSessionPoolVersion(r.URL.Query().Get("api-version"))
+	if !ok {
+		v = model.LatestSessionPoolVersion
+	}
+	writeJSON(w, http.StatusOK, p.ForVersion(v))
+	return nil
+}

@@ -1,0 +1,54 @@
+package model
+
+// ResourceGroupType is the canonical ARM type of a resource group.
+const ResourceGroupType = "Microsoft.Resources/resourceGroups"
+
+// ResourceGroup is a Microsoft.Resources/resourceGroups resource.
+type ResourceGroup struct {
+	ID         string                   `json:"id,omitempty"`
+	Name       string                   `json:"name,omitempty"`
+	Type       string                   `json:"type,omitempty"`
+	Location   string                   `json:"location,omitempty"`
+	ManagedBy  string                   `json:"managedBy,omitempty"`
+	Tags       map[string]string        `json:"tags,omitempty"`
+	Properties *ResourceGroupProperties `json:"properties,omitempty"`
+}
+
+// ResourceGroupProperties holds a resource group's provisioning state.
+type ResourceGroupProperties struct {
+	ProvisioningState string `json:"provisioningState,omitempty"`
+}
+
+// DecodeResourceGroup decodes a resource group PUT or PATCH body.
+func DecodeResourceGroup(data []byte) (*ResourceGroup, error) {
+	var g ResourceGroup
+	if err := decodeJSON(data, &g); err != nil {
+		return nil, err
+	}
+	return &g, nil
+}
+
+// ManagedEnvironmentType is the canonical ARM type of a managed environment.
+const ManagedEnvironmentType = "Microsoft.App/managedEnvironments"
+
+// ManagedEnvironment is a Microsoft.App/managedEnvironments resource. Tidepool
+// needs only its existence (CustomContainer pools name one); its other
+// properties are kept as given and echoed.
+type ManagedEnvironment struct {
+	ID         string            `json:"id,omitempty"`
+	Name       string            `json:"name,omitempty"`
+	Type       string            `json:"type,omitempty"`
+	Location   string            `json:"location,omitempty"`
+	Tags       map[string]string `json:"tags,omitempty"`
+	SystemData *SystemData       `json:"systemData,omitempty"`
+	Properties map[string]any    `json:"properties,omitempty"`
+}
+
+// DecodeManagedEnvironment decodes a managed environment PUT body.
+func DecodeManagedEnvironment(data []byte) (*ManagedEnvironment, error) {
+	var e ManagedEnvironment
+	if err := decodeJSON(data, &e); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}

@@ -1,0 +1,174 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tidepool-dev/tidepool/internal/arm"
+	"github.com/tidepool-dev/tidepool/internal/auth"
+	"github.com/tidepool-dev/tidepool/internal/pool"
+	"github.com/tidepool-dev/tidepool/internal/store"
+)
+
+// DefaultListen is where tidepool serve listens unless told otherwise.
+const DefaultListen = "127.0.0.1:7380"
+
+// Config configures a Server. The zero value of each field says what it does.
+type Config struct {
+	// DataDir holds the database and the admin credentials. Required.
+	DataDir string
+	// PublicURL is the base URL clients reach the server at; it appears in
+	// poolManagementEndpoint, Azure-AsyncOperation, Location and nextLink.
+	// Empty means the listener's own address.
+	PublicURL string
+	// TLSCert and TLSKey, when both set, serve HTTPS.
+	TLSCert, TLSKey string
+	// PageSize caps list pages; 0 means 1000.
+	PageSize int
+	// AllowHyphenatedPoolNames accepts the CLI's pool name rule.
+	AllowHyphenatedPoolNames bool
+	// Logger receives the server's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is a running tidepool server: create it with New, serve with Run,
+// and Close it.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	st        *store.SQLite
+	id        *identity
+	issuer    *auth.Issuer
+	ctl       *pool.Controller
+	publicURL string
+	credsPath string
+	handler   http.Handler
+}
+
+// Info is what the server tells its operator at start.
+type Info struct {
+	Endpoint        string
+	TenantID        string
+	SubscriptionID  string
+	CredentialsPath string
+}
+
+// New opens the store in cfg.DataDir and bootstraps the identity. The
+// server's public URL must be known here (it is in every token's issuer):
+// ln is the listener Run will serve, used when cfg.PublicURL is empty.
+func New(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("server: data dir is required")
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, errors.New("server: --tls-cert and --tls-key go together")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	st, err := store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "tidepool.db"))
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, st: st, publicURL: strings.TrimSuffix(cfg.PublicURL, "/")}
+	if s.publicURL == "" {
+		scheme := "http"
+		if cfg.TLSCert != "" {
+			scheme = "https"
+		}
+		s.publicURL = scheme + "://" + ln.Addr().String()
+	}
+	if err := s.init(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) init(ctx context.Context) error {
+	var err error
+	if s.id, err = bootstrap(ctx, s.st); err != nil {
+		return err
+	}
+	if s.credsPath, err = writeCredentials(ctx, s.st, s.cfg.DataDir, s.publicURL, s.id); err != nil {
+		return err
+	}
+	s.issuer, err = auth.NewIssuer(auth.Config{TenantID: s.id.tenantID, PublicURL: s.publicURL, Key: s.id.key})
+	if err != nil {
+		return err
+	}
+	s.ctl = pool.New(s.st, pool.WithLogger(s.log))
+	mgmt := arm.New(arm.Config{
+		Store:                    s.st,
+		Auth:                     s.issuer,
+		Reconciler:               s.ctl,
+		PublicURL:                s.publicURL,
+		TenantID:                 s.id.tenantID,
+		PageSize:                 s.cfg.PageSize,
+		AllowHyphenatedPoolNames: s.cfg.AllowHyphenatedPoolNames,
+		Logger:                   s.log,
+	})
+	s.handler = s.routes(mgmt)
+	return nil
+}
+
+// Info returns the endpoint, ids and credentials path.
+func (s *Server) Info() Info {
+	return Info{Endpoint: s.publicURL, TenantID: s.id.tenantID, SubscriptionID: s.id.subscriptionID, CredentialsPath: s.credsPath}
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Run serves ln and runs the pool controller until ctx is done, then shuts
+// down gracefully.
+func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	if s.cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("load TLS key pair: %w", err)
+		}
+		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, hs.TLSConfig)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.ctl.Run(gctx) })
+	g.Go(func() error {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		return hs.Shutdown(shutdown)
+	})
+	return g.Wait()
+}
+
+// Close closes the store.
+func (s *Server) Close() error { return s.st.Close() }
