@@ -90,7 +90,7 @@ func (s *Server) systemData(ctx context.Context, prev *model.SystemData) *model.
 }
 
 // putResource stores v as the resource id at version (0 creates), mapping
-// a lost race to 409.
+// a lost race to 409. The 409 wraps the store's error, for retryConflicts.
 func (s *Server) putResource(ctx context.Context, id, typ, scope string, version int64, v any) error {
 	body, err := json.Marshal(v)
 	if err != nil {
@@ -99,12 +99,30 @@ func (s *Server) putResource(ctx context.Context, id, typ, scope string, version
 	res := &store.Resource{ID: id, Type: typ, Scope: scope, Body: body, Version: version}
 	err = s.st.PutResource(ctx, res)
 	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrExists) {
-		return errorf(http.StatusConflict, "Conflict", "The resource '%s' was changed by another request at the same time; retry the request.", id)
+		return &Error{Status: http.StatusConflict, Code: "Conflict", Err: err,
+			Message: fmt.Sprintf("The resource '%s' was changed by another request at the same time; retry the request.", id)}
 	}
 	if err != nil {
 		return fmt.Errorf("store %s: %w", id, err)
 	}
 	return nil
+}
+
+// conflictRetries bounds how often a read-modify-write starts over because
+// the resource changed between its read and its write. The pool controller
+// writes provisioning states, so a request that follows another closely
+// loses that race with no other client writing at all.
+const conflictRetries = 5
+
+// retryConflicts runs fn, a read-modify-write of one resource, again while
+// its write loses a race (putResource's 409).
+func retryConflicts(fn func() error) error {
+	for i := 0; ; i++ {
+		err := fn()
+		if i == conflictRetries || !(errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrExists)) {
+			return err
+		}
+	}
 }
 
 // startOperation records an in-progress operation on resourceID.

@@ -136,7 +136,7 @@ func (s *Server) deleteManagedEnvironment(w http.ResponseWriter, r *http.Request
 		if err != nil {
 			return err
 		}
-		if strings.EqualFold(deref(p.Properties.EnvironmentID), eid) {
+		if sameID(deref(p.Properties.EnvironmentID), eid) {
 			return errorf(http.StatusConflict, "ManagedEnvironmentInUse", "The managed environment '%s' is used by session pool '%s'; delete the pool first.", id.Names[0], p.Name)
 		}
 	}
@@ -167,4 +167,16 @@ func (s *Server) listManagedEnvironments(w http.ResponseWriter, r *http.Request)
 	return s.listPage(w, r, opts, func(res store.Resource) (any, error) {
 		return json.RawMessage(res.Body), nil
 	})
+}
+
+// sameID reports whether two resource ids name the same resource: without
+// case, and ignoring the empty segments and trailing slash that
+// model.ParseResourceID ignores.
+func sameID(a, b string) bool {
+	ia, erra := model.ParseResourceID(a)
+	ib, errb := model.ParseResourceID(b)
+	if erra != nil || errb != nil {
+		return strings.EqualFold(a, b)
+	}
+	return strings.EqualFold(ia.String(), ib.String())
 }

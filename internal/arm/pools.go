@@ -102,43 +102,13 @@ func (s *Server) putSessionPool(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, err := model.DecodeSessionPool(body)
-	if err != nil {
-		return err
-	}
 	pid := PoolID(id.Subscription, id.ResourceGroup, name)
-	old, version, err := s.loadPool(ctx, pid)
+	var p, old *model.SessionPool
+	err = retryConflicts(func() (err error) {
+		p, old, err = s.replacePool(ctx, v, id, body)
+		return err
+	})
 	if err != nil {
-		return err
-	}
-	if old != nil && old.Properties.ProvisioningState == model.StateDeleting {
-		return beingDeleted(name)
-	}
-	if p.Properties != nil && p.Properties.ProvisioningState != "" && old != nil &&
-		!strings.EqualFold(p.Properties.ProvisioningState, old.Properties.ProvisioningState) {
-		return &Error{Status: http.StatusBadRequest, Code: "InvalidParameter", Target: "properties.provisioningState",
-			Message: fmt.Sprintf("provisioningState is read-only: the request says '%s' but the pool is '%s'. Omit it.", clip(p.Properties.ProvisioningState), old.Properties.ProvisioningState)}
-	}
-	p.KeepUnversioned(old, v)
-	p.Normalize()
-	if err := p.Validate(); err != nil {
-		return err
-	}
-	if old != nil {
-		if !model.SameLocation(p.Location, old.Location) {
-			return &Error{Status: http.StatusBadRequest, Code: "InvalidResourceLocation", Target: "location",
-				Message: fmt.Sprintf("The resource '%s' already exists in location '%s' in resource group '%s'. A resource with the same name cannot be created in location '%s'.", name, old.Location, id.ResourceGroup, clip(p.Location))}
-		}
-		if !strings.EqualFold(deref(p.Properties.EnvironmentID), deref(old.Properties.EnvironmentID)) {
-			return &Error{Status: http.StatusBadRequest, Code: "InvalidParameter", Target: "properties.environmentId",
-				Message: fmt.Sprintf("environmentId cannot be changed after the session pool '%s' is created.", name)}
-		}
-	}
-	if err := s.checkEnvironment(ctx, id, p); err != nil {
-		return err
-	}
-	s.fillPool(ctx, p, id, old)
-	if err := s.putResource(ctx, pid, model.SessionPoolType, id.ResourceGroupID(), version, p); err != nil {
 		return err
 	}
 	op, err := s.startOperation(ctx, "put", pid)
@@ -155,6 +125,51 @@ func (s *Server) putSessionPool(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// replacePool is the read-modify-write of a PUT: it stores the pool body
+// describes in place of the stored one, if any, and returns both.
+func (s *Server) replacePool(ctx context.Context, v model.APIVersion, id *model.ResourceID, body []byte) (p, old *model.SessionPool, err error) {
+	name := id.Names[0]
+	pid := PoolID(id.Subscription, id.ResourceGroup, name)
+	if p, err = model.DecodeSessionPool(body); err != nil {
+		return nil, nil, err
+	}
+	old, version, err := s.loadPool(ctx, pid)
+	if err != nil {
+		return nil, nil, err
+	}
+	if old != nil && old.Properties.ProvisioningState == model.StateDeleting {
+		return nil, nil, beingDeleted(name)
+	}
+	if p.Properties != nil && p.Properties.ProvisioningState != "" && old != nil &&
+		!strings.EqualFold(p.Properties.ProvisioningState, old.Properties.ProvisioningState) {
+		return nil, nil, &Error{Status: http.StatusBadRequest, Code: "InvalidParameter", Target: "properties.provisioningState",
+			Message: fmt.Sprintf("provisioningState is read-only: the request says '%s' but the pool is '%s'. Omit it.", clip(p.Properties.ProvisioningState), old.Properties.ProvisioningState)}
+	}
+	p.KeepUnversioned(old, v)
+	p.Normalize()
+	if err := p.Validate(); err != nil {
+		return nil, nil, err
+	}
+	if old != nil {
+		if !model.SameLocation(p.Location, old.Location) {
+			return nil, nil, &Error{Status: http.StatusBadRequest, Code: "InvalidResourceLocation", Target: "location",
+				Message: fmt.Sprintf("The resource '%s' already exists in location '%s' in resource group '%s'. A resource with the same name cannot be created in location '%s'.", name, old.Location, id.ResourceGroup, clip(p.Location))}
+		}
+		if !sameID(deref(p.Properties.EnvironmentID), deref(old.Properties.EnvironmentID)) {
+			return nil, nil, &Error{Status: http.StatusBadRequest, Code: "InvalidParameter", Target: "properties.environmentId",
+				Message: fmt.Sprintf("environmentId cannot be changed after the session pool '%s' is created.", name)}
+		}
+	}
+	if err := s.checkEnvironment(ctx, id, p); err != nil {
+		return nil, nil, err
+	}
+	s.fillPool(ctx, p, id, old)
+	if err := s.putResource(ctx, pid, model.SessionPoolType, id.ResourceGroupID(), version, p); err != nil {
+		return nil, nil, err
+	}
+	return p, old, nil
+}
+
 func (s *Server) patchSessionPool(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	v, id, err := s.poolRequest(r, true)
@@ -163,29 +178,34 @@ func (s *Server) patchSessionPool(w http.ResponseWriter, r *http.Request) error 
 	}
 	name := id.Names[0]
 	pid := PoolID(id.Subscription, id.ResourceGroup, name)
-	old, version, err := s.loadPool(ctx, pid)
+	var p *model.SessionPool
+	var body []byte
+	err = retryConflicts(func() error {
+		old, version, err := s.loadPool(ctx, pid)
+		if err != nil {
+			return err
+		}
+		if old == nil {
+			return notFound(model.SessionPoolType, name, id.ResourceGroup)
+		}
+		if old.Properties.ProvisioningState == model.StateDeleting {
+			return beingDeleted(name)
+		}
+		if body == nil {
+			if body, err = s.readBody(w, r); err != nil {
+				return err
+			}
+		}
+		if p, err = old.Patch(body); err != nil {
+			return err
+		}
+		if err := p.Validate(); err != nil {
+			return err
+		}
+		s.fillPool(ctx, p, id, old)
+		return s.putResource(ctx, pid, model.SessionPoolType, id.ResourceGroupID(), version, p)
+	})
 	if err != nil {
-		return err
-	}
-	if old == nil {
-		return notFound(model.SessionPoolType, name, id.ResourceGroup)
-	}
-	if old.Properties.ProvisioningState == model.StateDeleting {
-		return beingDeleted(name)
-	}
-	body, err := s.readBody(w, r)
-	if err != nil {
-		return err
-	}
-	p, err := old.Patch(body)
-	if err != nil {
-		return err
-	}
-	if err := p.Validate(); err != nil {
-		return err
-	}
-	s.fillPool(ctx, p, id, old)
-	if err := s.putResource(ctx, pid, model.SessionPoolType, id.ResourceGroupID(), version, p); err != nil {
 		return err
 	}
 	op, err := s.startOperation(ctx, "patch", pid)
@@ -213,19 +233,25 @@ func (s *Server) deleteSessionPool(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	pid := PoolID(id.Subscription, id.ResourceGroup, id.Names[0])
-	p, version, err := s.loadPool(ctx, pid)
+	var p *model.SessionPool
+	err = retryConflicts(func() error {
+		var version int64
+		var err error
+		if p, version, err = s.loadPool(ctx, pid); err != nil || p == nil {
+			return err
+		}
+		if p.Properties.ProvisioningState == model.StateDeleting {
+			return nil
+		}
+		p.Properties.ProvisioningState = model.StateDeleting
+		return s.putResource(ctx, pid, model.SessionPoolType, id.ResourceGroupID(), version, p)
+	})
 	if err != nil {
 		return err
 	}
 	if p == nil {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
-	}
-	if p.Properties.ProvisioningState != model.StateDeleting {
-		p.Properties.ProvisioningState = model.StateDeleting
-		if err := s.putResource(ctx, pid, model.SessionPoolType, id.ResourceGroupID(), version, p); err != nil {
-			return err
-		}
 	}
 	op, err := s.startOperation(ctx, "delete", pid)
 	if err != nil {

@@ -72,8 +72,7 @@ func decodeJSON(data []byte, v any) error {
 	var typ *json.UnmarshalTypeError
 	if errors.As(err, &typ) && typ.Field != "" {
 		if fixed, ok := coerceNumbers(data, reflect.TypeOf(v)); ok {
-			rv := reflect.ValueOf(v).Elem()
-			rv.SetZero()
+			reflect.ValueOf(v).Elem().SetZero() // decode afresh, not over the first attempt
 			err = json.Unmarshal(fixed, v)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 )
@@ -37,7 +38,10 @@ func (p *SessionPool) Patch(body []byte) (*SessionPool, error) {
 		return nil, err
 	}
 	var e errs
-	for k, v := range patch {
+	// Keys in sorted order: errors come out the same way each time, and so
+	// does the result when a body repeats a key in two casings.
+	for _, k := range slices.Sorted(maps.Keys(patch)) {
+		v := patch[k]
 		switch {
 		case strings.EqualFold(k, "tags"):
 			// Tags are replaced whole, not merged; a null tag is no tag.
@@ -85,7 +89,8 @@ func patchProperties(e *errs, doc, props map[string]any, old *SessionPool) error
 		stored = map[string]any{}
 		doc["properties"] = stored
 	}
-	for k, v := range props {
+	for _, k := range slices.Sorted(maps.Keys(props)) {
+		v := props[k]
 		switch {
 		case containsFold(patchable, k):
 			if !strings.EqualFold(k, "dynamicPoolConfiguration") {
@@ -96,9 +101,11 @@ func patchProperties(e *errs, doc, props map[string]any, old *SessionPool) error
 			if hasFold(pd, "executionType") || hasFold(pd, "cooldownPeriodInSeconds") {
 				// A legacy-version patch merges into the legacy view of the
 				// lifecycle; Normalize translates the result back.
-				setFold(stored, k, legacyLifecycle(asMap(getFold(stored, k))))
+				setFold(stored, k, legacyLifecycle(getFold(stored, k)))
 			}
-			oldType, _ := getFold(asMap(getFold(asMap(getFold(stored, k)), "lifecycleConfiguration")), "lifecycleType").(string)
+			// Read the type before merging: the merge updates the stored
+			// maps in place.
+			oldType := lifecycleType(getFold(stored, k))
 			mergeInto(stored, k, v)
 			dropStalePeriod(getFold(stored, k), v, oldType)
 		case containsFold(immutable, k):
@@ -113,14 +120,20 @@ func patchProperties(e *errs, doc, props map[string]any, old *SessionPool) error
 	return nil
 }
 
+// lifecycleType returns dynamicPoolConfiguration.lifecycleConfiguration.lifecycleType.
+func lifecycleType(dpc any) string {
+	t, _ := getFold(asMap(getFold(asMap(dpc), "lifecycleConfiguration")), "lifecycleType").(string)
+	return t
+}
+
 // legacyLifecycle returns a stored dynamicPoolConfiguration in the legacy
 // (before 2025-01-01) shape: executionType Timed with its cooldown, or
 // nothing for OnContainerExit, which that shape cannot express.
-func legacyLifecycle(dpc map[string]any) map[string]any {
+func legacyLifecycle(dpc any) map[string]any {
 	out := map[string]any{}
-	lc := asMap(getFold(dpc, "lifecycleConfiguration"))
-	if t, _ := getFold(lc, "lifecycleType").(string); strings.EqualFold(t, LifecycleTimed) {
+	if strings.EqualFold(lifecycleType(dpc), LifecycleTimed) {
 		out["executionType"] = LifecycleTimed
+		lc := asMap(getFold(asMap(dpc), "lifecycleConfiguration"))
 		if c := getFold(lc, "cooldownPeriodInSeconds"); c != nil {
 			out["cooldownPeriodInSeconds"] = c
 		}
@@ -176,8 +189,8 @@ func mergeInto(target map[string]any, key string, patch any) {
 	if !ok {
 		cur = map[string]any{}
 	}
-	for k, v := range pm {
-		mergeInto(cur, k, v)
+	for _, k := range slices.Sorted(maps.Keys(pm)) {
+		mergeInto(cur, k, pm[k])
 	}
 	setFold(target, key, cur)
 }
@@ -270,28 +283,14 @@ func mergeKeeps(stored, patch any) bool {
 	return true
 }
 
-// sameValue compares two decoded JSON values, strings and keys without case.
+// sameValue compares two decoded JSON values other than objects, strings
+// without case.
 func sameValue(a, b any) bool {
-	switch a := a.(type) {
-	case string:
-		b, ok := b.(string)
-		return ok && strings.EqualFold(a, b)
-	case map[string]any:
-		b, ok := b.(map[string]any)
-		if !ok || len(a) != len(b) {
-			return false
-		}
-		for k, v := range a {
-			if !hasFold(b, k) || !sameValue(v, getFold(b, k)) {
-				return false
-			}
-		}
-		return true
-	case []any:
-		b, ok := b.([]any)
-		return ok && slices.EqualFunc(a, b, sameValue)
+	if as, ok := a.(string); ok {
+		bs, ok := b.(string)
+		return ok && strings.EqualFold(as, bs)
 	}
-	return a == b
+	return reflect.DeepEqual(a, b)
 }
 
 // SameLocation compares Azure locations as ARM does: "East US" is "eastus".

@@ -247,15 +247,16 @@ func (p *SessionPool) KeepUnversioned(old *SessionPool, v APIVersion) {
 		t.RegistryCredentials.Identity = ot.RegistryCredentials.Identity
 	}
 	if !v.hasProbes() {
+		// A pool runs one container: when both templates have one, it is
+		// the same container even if it was renamed.
+		single := len(t.Containers) == 1 && len(ot.Containers) == 1
 		for i := range t.Containers {
 			c := &t.Containers[i]
 			if c.Probes != nil {
 				continue
 			}
-			// A pool runs one container: when both templates have one,
-			// it is the same container even if it was renamed.
-			for j, oc := range ot.Containers {
-				if strings.EqualFold(oc.Name, c.Name) || len(t.Containers) == 1 && len(ot.Containers) == 1 && j == 0 {
+			for _, oc := range ot.Containers {
+				if single || strings.EqualFold(oc.Name, c.Name) {
 					c.Probes = oc.Probes
 					break
 				}

@@ -378,18 +378,20 @@ func validateIdentity(e *errs, p *SessionPool) {
 		}
 	}
 	// The registry identity is 'system' or a user-assigned identity's id.
-	// Unlike managedIdentitySettings, a user-assigned identity need not be
-	// among the pool's own: the published example
+	// Unlike managedIdentitySettings, it is not checked against the pool's
+	// identity: 2024-08-02-preview has registryCredentials.identity but no
+	// identity to list it in, and the published example
 	// (SessionPools_LifecycleTimed_CreateOrUpdate, from which every SDK's
-	// sample is generated) names one on a SystemAssigned pool, and the spec
-	// states no such cross-check.
+	// sample is generated) names a user-assigned identity on a
+	// SystemAssigned pool. Only a contradiction is an error: 'system' on a
+	// pool whose stated identity excludes SystemAssigned.
 	if rc := p.registryCredentials(); rc != nil {
 		const target = "properties.customContainerTemplate.registryCredentials.identity"
 		switch {
 		case rc.Identity == "":
 		case rc.Identity == "system":
-			if !system {
-				e.add(target, "The registry identity 'system' needs a system-assigned identity on the pool.")
+			if p.Identity != nil && !system {
+				e.add(target, "The registry identity 'system' needs a system-assigned identity on the pool (identity.type is '%s').", p.Identity.Type)
 			}
 		case !isUserIdentityID(rc.Identity):
 			e.add(target, "The registry identity '%s' is neither 'system' nor the id of a Microsoft.ManagedIdentity/userAssignedIdentities resource.", rc.Identity)

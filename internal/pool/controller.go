@@ -161,7 +161,7 @@ func (c *Controller) Reconcile(ctx context.Context, id string) error {
 	res, err := c.st.GetResource(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		// Gone: whatever was pending on it (a delete) is done.
-		return c.completeOperations(ctx, id, nil)
+		return c.completeOperations(ctx, id, 0, nil)
 	}
 	if err != nil {
 		return fmt.Errorf("reconcile %s: %w", id, err)
@@ -172,7 +172,7 @@ func (c *Controller) Reconcile(ctx context.Context, id string) error {
 	case strings.EqualFold(res.Type, model.ResourceGroupType):
 		return c.reconcileGroup(ctx, res)
 	}
-	return c.completeOperations(ctx, res.ID, nil)
+	return c.completeOperations(ctx, res.ID, res.Version, nil)
 }
 
 func (c *Controller) reconcilePool(ctx context.Context, res *store.Resource) error {
@@ -190,7 +190,7 @@ func (c *Controller) reconcilePool(ctx context.Context, res *store.Resource) err
 			return fmt.Errorf("delete session pool %s: %w", res.ID, err)
 		}
 		c.log.InfoContext(ctx, "session pool deleted", "pool", res.ID)
-		return c.completeOperations(ctx, res.ID, nil)
+		return c.completeOperations(ctx, res.ID, 0, nil)
 	case model.StateInProgress:
 		// The configuration is stored; that is all a pool needs until the
 		// warm set exists. This is the one place a pool becomes Succeeded.
@@ -215,13 +215,13 @@ func (c *Controller) reconcilePool(ctx context.Context, res *store.Resource) err
 			fail = &model.ErrorInfo{Code: "ProvisioningFailed", Message: "The session pool could not be provisioned."}
 		}
 	}
-	return c.completeOperations(ctx, res.ID, fail)
+	return c.completeOperations(ctx, res.ID, res.Version, fail)
 }
 
 // reconcileGroup deletes a group being deleted: first what it holds, then itself.
 func (c *Controller) reconcileGroup(ctx context.Context, res *store.Resource) error {
 	if provisioningState(res.Body) != model.StateDeleting {
-		return c.completeOperations(ctx, res.ID, nil)
+		return c.completeOperations(ctx, res.ID, res.Version, nil)
 	}
 	for {
 		page, err := c.st.ListResources(ctx, store.ListOptions{Scope: res.ID, Recursive: true, Limit: 200})
@@ -241,7 +241,7 @@ func (c *Controller) reconcileGroup(ctx context.Context, res *store.Resource) er
 		return fmt.Errorf("delete resource group %s: %w", res.ID, err)
 	}
 	c.log.InfoContext(ctx, "resource group deleted", "group", res.ID)
-	return c.completeOperations(ctx, res.ID, nil)
+	return c.completeOperations(ctx, res.ID, 0, nil)
 }
 
 // deleteChild deletes one resource of a group being deleted. Pools go
@@ -251,7 +251,7 @@ func (c *Controller) deleteChild(ctx context.Context, res *store.Resource) error
 		if err := c.st.DeleteResource(ctx, res.ID, 0); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("delete %s: %w", res.ID, err)
 		}
-		return c.completeOperations(ctx, res.ID, nil)
+		return c.completeOperations(ctx, res.ID, 0, nil)
 	}
 	var p model.SessionPool
 	if err := json.Unmarshal(res.Body, &p); err != nil {
@@ -275,16 +275,37 @@ func (c *Controller) deleteChild(ctx context.Context, res *store.Resource) error
 }
 
 // completeOperations ends the in-progress operations on id: Succeeded, or
-// Failed with fail.
-func (c *Controller) completeOperations(ctx context.Context, id string, fail *model.ErrorInfo) error {
-	ops, err := c.st.ListOperations(ctx, store.OperationInProgress)
+// Failed with fail. version is the version of id the reconcile left, 0 when
+// it deleted id. If id has been written since, the operations are left to
+// the reconcile that the newer write enqueued: one of them may stand for
+// that write, which this reconcile has not seen. Handlers write a resource
+// before they record its operation, so reading id after listing the
+// operations catches every such write.
+func (c *Controller) completeOperations(ctx context.Context, id string, version int64, fail *model.ErrorInfo) error {
+	all, err := c.st.ListOperations(ctx, store.OperationInProgress)
 	if err != nil {
 		return fmt.Errorf("complete operations on %s: %w", id, err)
 	}
-	for _, op := range ops {
-		if !strings.EqualFold(op.ResourceID, id) {
-			continue
+	var ops []store.Operation
+	for _, op := range all {
+		if strings.EqualFold(op.ResourceID, id) {
+			ops = append(ops, op)
 		}
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	var current int64
+	switch res, err := c.st.GetResource(ctx, id); {
+	case err == nil:
+		current = res.Version
+	case !errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("complete operations on %s: %w", id, err)
+	}
+	if current != version {
+		return nil
+	}
+	for _, op := range ops {
 		op.Status, op.Ended = store.OperationSucceeded, c.now().UTC()
 		if fail != nil && op.Kind != "delete" {
 			op.Status, op.ErrorCode, op.ErrorMsg = store.OperationFailed, fail.Code, fail.Message
