@@ -211,7 +211,7 @@ func (h *hookStore) beforeNextList(f func()) {
 	h.beforeList = f
 }
 
-func (h *hookStore) ListOperations(ctx context.Context, status string) ([]store.Operation, error) {
+func (h *hookStore) ListOperations(ctx context.Context, status, resourceID string) ([]store.Operation, error) {
 	h.mu.Lock()
 	f := h.beforeList
 	h.beforeList = nil
@@ -219,7 +219,7 @@ func (h *hookStore) ListOperations(ctx context.Context, status string) ([]store.
 	if f != nil {
 		f()
 	}
-	return h.Store.ListOperations(ctx, status)
+	return h.Store.ListOperations(ctx, status, resourceID)
 }
 
 func (h *hookStore) PutOperation(ctx context.Context, op *store.Operation) error {

@@ -1,6 +1,7 @@
 package arm
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,10 +43,33 @@ func (s *Server) getOperation(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("get operation %s: %w", opID, err)
 	}
+	if op, err = s.awaitOperation(r.Context(), op); err != nil {
+		return err
+	}
 	if eq(id.Types[1], "operationStatuses") {
 		return s.writeOperationStatus(w, r, op)
 	}
 	return s.writeOperationResult(w, r, op)
+}
+
+// awaitOperation gives an operation in progress a short while to finish
+// before the caller is told to come back. Most operations take milliseconds,
+// and a poller told "in progress" waits its Retry-After: a full second.
+func (s *Server) awaitOperation(ctx context.Context, op *store.Operation) (*store.Operation, error) {
+	deadline := time.Now().Add(s.opWait)
+	for delay := time.Millisecond; op.Status == store.OperationInProgress && time.Now().Before(deadline); delay = min(2*delay, 20*time.Millisecond) {
+		select {
+		case <-ctx.Done():
+			return op, nil
+		case <-time.After(delay):
+		}
+		next, err := s.st.GetOperation(ctx, op.ID)
+		if err != nil {
+			return nil, fmt.Errorf("get operation %s: %w", op.ID, err)
+		}
+		op = next
+	}
+	return op, nil
 }
 
 func (s *Server) writeOperationStatus(w http.ResponseWriter, r *http.Request, op *store.Operation) error {

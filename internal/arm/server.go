@@ -43,6 +43,9 @@ type Config struct {
 	// AllowHyphenatedPoolNames applies the CLI's pool name rule (hyphens,
 	// at most 32 characters) instead of the API's.
 	AllowHyphenatedPoolNames bool
+	// OperationWait is how long a poll of an operation in progress waits
+	// for it to finish before answering; 0 means 250ms, negative none.
+	OperationWait time.Duration
 	// MaxBodyBytes caps request bodies; 0 means 4 MiB.
 	MaxBodyBytes int64
 	// Logger receives request errors; nil discards.
@@ -61,6 +64,7 @@ type Server struct {
 	pageSize  int
 	hyphens   bool
 	maxBody   int64
+	opWait    time.Duration
 	log       *slog.Logger
 	now       func() time.Time
 }
@@ -76,6 +80,7 @@ func New(cfg Config) *Server {
 		pageSize:  cfg.PageSize,
 		hyphens:   cfg.AllowHyphenatedPoolNames,
 		maxBody:   cfg.MaxBodyBytes,
+		opWait:    cfg.OperationWait,
 		log:       cfg.Logger,
 		now:       cfg.Now,
 	}
@@ -84,6 +89,12 @@ func New(cfg Config) *Server {
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = 4 << 20
+	}
+	switch {
+	case s.opWait == 0:
+		s.opWait = 250 * time.Millisecond
+	case s.opWait < 0:
+		s.opWait = 0
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -115,7 +115,7 @@ func (c *Controller) Run(ctx context.Context) error {
 // resync enqueues every resource with an operation in progress or a
 // non-terminal provisioning state: the work a restart interrupted.
 func (c *Controller) resync(ctx context.Context) error {
-	ops, err := c.st.ListOperations(ctx, store.OperationInProgress)
+	ops, err := c.st.ListOperations(ctx, store.OperationInProgress, "")
 	if err != nil {
 		return fmt.Errorf("resync: list operations: %w", err)
 	}
@@ -282,15 +282,9 @@ func (c *Controller) deleteChild(ctx context.Context, res *store.Resource) error
 // before they record its operation, so reading id after listing the
 // operations catches every such write.
 func (c *Controller) completeOperations(ctx context.Context, id string, version int64, fail *model.ErrorInfo) error {
-	all, err := c.st.ListOperations(ctx, store.OperationInProgress)
+	ops, err := c.st.ListOperations(ctx, store.OperationInProgress, id)
 	if err != nil {
 		return fmt.Errorf("complete operations on %s: %w", id, err)
-	}
-	var ops []store.Operation
-	for _, op := range all {
-		if strings.EqualFold(op.ResourceID, id) {
-			ops = append(ops, op)
-		}
 	}
 	if len(ops) == 0 {
 		return nil

@@ -76,6 +76,12 @@ CREATE TABLE settings (
 	value TEXT NOT NULL
 ) STRICT;
 `,
+	// The pool controller looks up the operations of one resource.
+	`
+ALTER TABLE operations ADD COLUMN resource_key TEXT NOT NULL DEFAULT '';
+UPDATE operations SET resource_key = lower(resource_id);
+CREATE INDEX operations_resource ON operations (resource_key, status, started);
+`,
 }
 
 // OpenSQLite opens the database at path, creating it (mode 0600) and its
@@ -405,13 +411,13 @@ func (s *SQLite) ListResources(ctx context.Context, opts ListOptions) (ListResul
 
 func (s *SQLite) PutOperation(ctx context.Context, op *Operation) error {
 	_, err := s.w.ExecContext(ctx, `
-INSERT INTO operations (id, kind, resource_id, status, error_code, error_msg, started, ended)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO operations (id, kind, resource_id, resource_key, status, error_code, error_msg, started, ended)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
-	kind = excluded.kind, resource_id = excluded.resource_id, status = excluded.status,
+	kind = excluded.kind, resource_id = excluded.resource_id, resource_key = excluded.resource_key, status = excluded.status,
 	error_code = excluded.error_code, error_msg = excluded.error_msg,
 	started = excluded.started, ended = excluded.ended`,
-		op.ID, op.Kind, op.ResourceID, op.Status, op.ErrorCode, op.ErrorMsg, nanos(op.Started), nanos(op.Ended))
+		op.ID, op.Kind, op.ResourceID, fold(op.ResourceID), op.Status, op.ErrorCode, op.ErrorMsg, nanos(op.Started), nanos(op.Ended))
 	if err != nil {
 		return fmt.Errorf("put operation %s: %w", op.ID, err)
 	}
@@ -441,9 +447,12 @@ func (s *SQLite) GetOperation(ctx context.Context, id string) (*Operation, error
 	return &op, nil
 }
 
-func (s *SQLite) ListOperations(ctx context.Context, status string) ([]Operation, error) {
-	rows, err := s.r.QueryContext(ctx,
-		"SELECT "+operationColumns+" FROM operations WHERE status = ? ORDER BY started, id", status)
+func (s *SQLite) ListOperations(ctx context.Context, status, resourceID string) ([]Operation, error) {
+	query, args := "SELECT "+operationColumns+" FROM operations WHERE status = ?", []any{status}
+	if resourceID != "" {
+		query, args = query+" AND resource_key = ?", append(args, fold(resourceID))
+	}
+	rows, err := s.r.QueryContext(ctx, query+" ORDER BY started, id", args...)
 	if err != nil {
 		return nil, fmt.Errorf("list operations %s: %w", status, err)
 	}

@@ -479,23 +479,25 @@ func TestOperations(t *testing.T) {
 	}
 
 	for _, tc := range []struct {
-		status string
-		want   []string
+		status, resource string
+		want             []string
 	}{
-		{OperationInProgress, []string{"op-a", "op-b"}},
-		{OperationFailed, []string{"op-c"}},
-		{OperationSucceeded, nil},
+		{OperationInProgress, "", []string{"op-a", "op-b"}},
+		{OperationFailed, "", []string{"op-c"}},
+		{OperationSucceeded, "", nil},
+		{OperationInProgress, strings.ToUpper(ops[2].ResourceID), []string{"op-b"}},
+		{OperationInProgress, "/subscriptions/none", nil},
 	} {
-		list, err := s.ListOperations(ctx, tc.status)
+		list, err := s.ListOperations(ctx, tc.status, tc.resource)
 		if err != nil {
-			t.Fatalf("ListOperations(%s): %v", tc.status, err)
+			t.Fatalf("ListOperations(%s, %q): %v", tc.status, tc.resource, err)
 		}
 		var ids []string
 		for _, op := range list {
 			ids = append(ids, op.ID)
 		}
 		if !slices.Equal(ids, tc.want) {
-			t.Errorf("ListOperations(%s) = %q, want %q", tc.status, ids, tc.want)
+			t.Errorf("ListOperations(%s, %q) = %q, want %q", tc.status, tc.resource, ids, tc.want)
 		}
 	}
 }

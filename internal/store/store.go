@@ -122,8 +122,9 @@ type Store interface {
 
 	PutOperation(ctx context.Context, op *Operation) error
 	GetOperation(ctx context.Context, id string) (*Operation, error)
-	// ListOperations returns operations with the given status, oldest first.
-	ListOperations(ctx context.Context, status string) ([]Operation, error)
+	// ListOperations returns operations with the given status, oldest
+	// first; with resourceID, only those on that resource (case-insensitive).
+	ListOperations(ctx context.Context, status, resourceID string) ([]Operation, error)
 
 	PutPrincipal(ctx context.Context, p *Principal) error
 	GetPrincipal(ctx context.Context, objectID string) (*Principal, error)
