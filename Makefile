@@ -8,7 +8,8 @@ ARGS     ?=
 FUZZTIME ?= 60s
 # Fuzz targets as package:Target, for `make fuzz`.
 FUZZ_TARGETS := ./internal/model:FuzzDecodeSessionPool ./internal/model:FuzzParseResourceID \
-                ./internal/auth:FuzzVerify ./internal/arm:FuzzRouter
+                ./internal/auth:FuzzVerify ./internal/arm:FuzzRouter \
+                ./internal/agent:FuzzResolvePath
 
 .PHONY: all deps build run test vet fuzz clean
 

@@ -42,5 +42,6 @@ func newRootCommand() *cobra.Command {
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServeCommand())
+	root.AddCommand(newAgentCommand())
 	return root
 }

@@ -1,0 +1,309 @@
+# tidepool Python kernel driver: the kernel process runs it as
+#   python3 -c 'import sys;exec(compile(sys.argv.pop(1),"<tidepool-driver>","exec"))' SOURCE
+# so that its frames can be told from the user's in tracebacks.
+# Standard library only. The protocol is described in protocol.go: frames
+# of a 4-byte big-endian length and a JSON object, read from fd 3 and written
+# to fd 4; the user's output goes to fds 1 and 2, which the agent reads, each
+# execution's output ending with a mark the driver writes once it is done.
+import os
+import sys
+
+
+def _main():
+    import ast
+    import json
+    import linecache
+    import signal
+    import traceback
+    import types
+
+    # Private, non-inheritable copies of the protocol pipes: subprocesses
+    # started by user code must not hold them (PEP 446: os.dup is
+    # non-inheritable).
+    rfd, wfd = os.dup(3), os.dup(4)
+    os.close(3)
+    os.close(4)
+
+    def fd_id(fd):
+        try:
+            st = os.fstat(fd)
+            return (st.st_dev, st.st_ino)
+        except OSError:
+            return None
+
+    out_ids = (fd_id(1), fd_id(2))
+    # Line buffering keeps print() output in order with what subprocesses
+    # write to the same fds.
+    for s in (sys.stdout, sys.stderr):
+        try:
+            s.reconfigure(line_buffering=True)
+        except Exception:
+            pass
+    sys.argv = [""]
+
+    libc_fflush = None
+    try:
+        import ctypes
+
+        libc_fflush = ctypes.CDLL(None).fflush
+        libc_fflush.argtypes = [ctypes.c_void_p]
+    except Exception:
+        pass
+
+    # The user's namespace is a real __main__ module, so that pickle and
+    # friends find classes defined in cells.
+    main = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = __builtins__
+    sys.modules["__main__"] = main
+    user_ns = main.__dict__
+
+    tla = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)
+    co_coroutine = 0x80  # inspect.CO_COROUTINE, without importing inspect
+
+    class St:
+        running = False  # user code (or its repr) is on the stack
+        pending = False  # SIGINT arrived while running was False
+        cells = 0
+        loop = None
+
+    def on_sigint(signum, frame):
+        if St.running:
+            raise KeyboardInterrupt
+        St.pending = True
+
+    signal.signal(signal.SIGINT, on_sigint)
+
+    def call(fn, *args):
+        """Runs fn interruptibly; returns (value, exception)."""
+        try:
+            try:
+                St.running = True
+                if St.pending:
+                    St.pending = False
+                    raise KeyboardInterrupt
+                return fn(*args), None
+            finally:
+                St.running = False
+        except BaseException as e:  # noqa: B902 - user code may raise anything
+            return None, e
+
+    def run_code(code):
+        r = eval(code, user_ns)
+        if code.co_flags & co_coroutine:
+            if St.loop is None or St.loop.is_closed():
+                import asyncio
+
+                St.loop = asyncio.new_event_loop()
+                asyncio.set_event_loop(St.loop)
+            r = St.loop.run_until_complete(r)
+        return r
+
+    # --- framing -----------------------------------------------------------
+    inbuf = bytearray()
+
+    def read_frame():
+        while True:
+            if len(inbuf) >= 4:
+                n = int.from_bytes(inbuf[:4], "big")
+                if len(inbuf) >= 4 + n:
+                    body = bytes(inbuf[4 : 4 + n])
+                    del inbuf[: 4 + n]
+                    return json.loads(body)
+            chunk = os.read(rfd, 1 << 16)
+            if not chunk:
+                return None
+            inbuf.extend(chunk)
+
+    def write_all(fd, data):
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+
+    def send(msg):
+        body = json.dumps(msg, separators=(",", ":")).encode()
+        write_all(wfd, len(body).to_bytes(4, "big") + body)
+
+    def flush_and_mark(nonce):
+        """Flushes the user's streams and writes the end mark on fds 1, 2."""
+        for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            try:
+                s.flush()
+            except Exception:
+                pass
+        if libc_fflush is not None:
+            try:
+                libc_fflush(None)  # C-level stdio buffers (extensions)
+            except Exception:
+                pass
+        mark = b"\x00tidepool:mark:" + nonce.encode() + b"\x00"
+        marks = []
+        for fd, want in zip((1, 2), out_ids):
+            ok = False
+            if want is not None and fd_id(fd) == want:
+                try:
+                    write_all(fd, mark)
+                    ok = True
+                except OSError:
+                    pass
+            marks.append(ok)
+        return marks
+
+    # --- results -----------------------------------------------------------
+    def json_default(o):
+        tolist = getattr(o, "tolist", None)  # numpy arrays and scalars
+        if callable(tolist):
+            return tolist()
+        raise TypeError("not JSON serializable")
+
+    def describe(v, limit):
+        try:
+            r = repr(v)
+        except Exception as e:
+            r = "<repr failed: %s: %s>" % (type(e).__name__, e)
+        if len(r) > limit:
+            r = r[:limit]
+        j = None
+        try:
+            j = json.dumps(v, allow_nan=False, default=json_default, separators=(",", ":"))
+            if len(j) > limit:
+                j = None
+        except Exception:
+            j = None
+        return {"json": j, "repr": r, "type": type(v).__name__}
+
+    own_file = "<tidepool-driver>"
+
+    def format_error(e, compile_error=False):
+        name = type(e).__name__
+        try:
+            value = str(e)
+        except Exception:
+            value = "<str failed>"
+        try:
+            if compile_error:
+                tb_text = "".join(traceback.format_exception_only(type(e), e))
+            else:
+                # Start at the first cell frame (skipping the driver and
+                # asyncio under it), and drop the driver's frames left (its
+                # SIGINT handler, on top of an interrupted cell).
+                t = e.__traceback__
+                while t is not None and not t.tb_frame.f_code.co_filename.startswith("<cell-"):
+                    t = t.tb_next
+                if t is None:  # no cell frame: skip the bootstrap and the driver
+                    t = e.__traceback__
+                    while t is not None and t.tb_frame.f_code.co_filename in (own_file, "<string>"):
+                        t = t.tb_next
+                te = traceback.TracebackException(type(e), e, t, compact=True)
+                seen = set()
+                todo = [te]
+                while todo:
+                    x = todo.pop()
+                    if x is None or id(x) in seen:
+                        continue
+                    seen.add(id(x))
+                    x.stack[:] = [f for f in x.stack if f.filename != own_file]
+                    todo += [x.__cause__, x.__context__]
+                tb_text = "".join(te.format())
+        except Exception:
+            tb_text = "%s: %s\n" % (name, value)
+        return {"name": name, "value": value, "traceback": tb_text}
+
+    def figures():
+        plt = sys.modules.get("matplotlib.pyplot")
+        if plt is None:
+            return []
+        import base64
+        import io
+
+        images = []
+        for num in plt.get_fignums():
+            buf = io.BytesIO()
+            plt.figure(num).savefig(buf, format="png", bbox_inches="tight")
+            images.append(base64.b64encode(buf.getvalue()).decode("ascii"))
+        plt.close("all")
+        return images
+
+    sources = {}  # cell filename -> source, for tracebacks (bounded)
+
+    def remember(fname, code):
+        linecache.cache[fname] = (len(code), None, code.splitlines(True), fname)
+        sources[fname] = len(code)
+        while len(sources) > 1000:
+            old = next(iter(sources))
+            del sources[old]
+            linecache.cache.pop(old, None)
+
+    def execute(req):
+        env = req.get("env")
+        if env:
+            os.environ.update(env)
+        code = req.get("code", "")
+        limit = int(req.get("limit") or (1 << 20))
+        St.cells += 1
+        fname = "<cell-%d>" % St.cells
+        res = {"type": "result", "id": req["id"]}
+        err = None
+        compile_err = False
+        body = expr = None
+        try:
+            tree = compile(code, fname, "exec", ast.PyCF_ONLY_AST | tla, dont_inherit=True)
+            remember(fname, code)
+            last = None
+            if tree.body and isinstance(tree.body[-1], ast.Expr):
+                last = ast.Expression(tree.body.pop().value)
+            if tree.body:
+                body = compile(tree, fname, "exec", tla, dont_inherit=True)
+            if last is not None:
+                expr = compile(last, fname, "eval", tla, dont_inherit=True)
+        except BaseException as e:  # SyntaxError, ValueError (NUL bytes), ...
+            err, compile_err = e, True
+
+        value = None
+        if err is None and body is not None:
+            _, err = call(run_code, body)
+        if err is None and expr is not None:
+            value, err = call(run_code, expr)
+            if err is None and value is not None:
+                res["value"], err = call(describe, value, limit)
+        images, ierr = call(figures)
+        if images:
+            res["images"] = images
+        if ierr is not None:
+            try:
+                sys.stderr.write("tidepool: could not save figures: %s: %s\n" % (type(ierr).__name__, ierr))
+            except Exception:
+                pass
+        if err is not None:
+            res["error"] = format_error(err, compile_err)
+            res["interrupted"] = isinstance(err, KeyboardInterrupt)
+        res["marks"] = flush_and_mark(req["id"])
+        return res
+
+    def init(req):
+        errors = {}
+        for name in req.get("preImport") or []:
+            _, e = call(__import__, name)
+            if e is not None:
+                errors[name] = "%s: %s" % (type(e).__name__, e)
+        msg = {"type": "ready", "id": req["id"], "pid": os.getpid(), "version": sys.version.split()[0]}
+        if errors:
+            msg["preImportErrors"] = errors
+        msg["marks"] = flush_and_mark(req["id"])
+        return msg
+
+    while True:
+        req = read_frame()
+        if req is None:
+            return
+        St.pending = False  # a late interrupt of the previous request
+        kind = req.get("type")
+        if kind == "execute":
+            send(execute(req))
+        elif kind == "init":
+            send(init(req))
+        else:
+            send({"type": "error", "id": req.get("id", ""), "error": "unknown request %r" % kind})
+
+
+_main()

@@ -1,0 +1,159 @@
+package kernel
+
+// The agent ↔ driver protocol.
+//
+// Channels. The kernel process gets five descriptors:
+//
+//	0  /dev/null
+//	1  a pipe to the agent: the user's stdout
+//	2  a pipe to the agent: the user's stderr
+//	3  a pipe from the agent: requests
+//	4  a pipe to the agent: responses
+//
+// Requests and responses are frames: a 4-byte big-endian length, then that
+// many bytes of one JSON object. Keeping them off fds 1 and 2 means nothing
+// the user's code prints can corrupt the protocol. The Python driver moves
+// 3 and 4 to non-inheritable descriptors at once, so subprocesses do not
+// hold them.
+//
+// Output. The user's code, its C extensions and its subprocesses all write
+// to fds 1 and 2 directly (Python's sys.stdout is line-buffered; Node
+// writes pipes synchronously on Linux), so output keeps its order across
+// all of them, and nothing is buffered in the kernel: the agent reads both
+// pipes all the time and keeps at most the output limit of each execution
+// (the rest is counted as truncated and dropped), so a loop that prints
+// forever costs CPU until its deadline, not memory. To know where one
+// execution's output ends, the driver flushes its streams (and C stdio)
+// after the code ran and writes a mark on each pipe,
+//
+//	"\x00tidepool:mark:" + id + "\x00"
+//
+// where id is the request's random id, before it sends the response. The
+// agent cuts each stream at the mark of the execution it waits for and
+// drops stale marks. Output that arrives between executions (a background
+// thread or process) is kept, within the limit, for the next execution.
+// If the code moved fd 1 or 2 elsewhere (dup2), the driver notices (fstat)
+// and reports in "marks" that it did not write one; the agent then takes
+// what it has, waiting at most markWait for a mark it was promised.
+//
+// Messages, agent → driver:
+//
+//	{"type":"init","id":ID,"preImport":["numpy",...]}
+//	{"type":"execute","id":ID,"code":"...","limit":BYTES,"env":{"K":"V"}}
+//
+// env, when present, is merged into the kernel's environment first (late
+// binding at claim time; see Manager.SetEnv). limit bounds the repr and the
+// JSON of the result value.
+//
+// Messages, driver → agent:
+//
+//	{"type":"ready","id":ID,"pid":N,"version":"3.11.2","preImportErrors":{...},"marks":[true,true]}
+//	{"type":"result","id":ID,"value":{"json":"<JSON text>"|null,"repr":"...","type":"int"},
+//	 "error":{"name":"...","value":"...","traceback":"..."},"interrupted":false,
+//	 "images":["<base64 PNG>",...],"marks":[true,true]}
+//
+// value is absent when the last statement is not an expression or its
+// value is None (Python) or undefined (Node); json is a string holding JSON
+// text, or null when the value has no JSON form. interrupted says the error
+// is the interrupt (KeyboardInterrupt; Node's interrupted script or awaited
+// promise).
+//
+// Interrupts. The agent sends SIGINT to the kernel's process group. The
+// Python driver raises KeyboardInterrupt only while user code (or its
+// repr, or figure saving) runs, and remembers one that arrives while it is
+// between those steps, so neither the driver nor a request that has not
+// started yet can be hit by it. The Node driver keeps Node's SIGINT
+// watchdog started for its lifetime (vm's breakOnSigint then costs nothing
+// per run; without that it starts and joins a thread for each run, ~60 µs),
+// and polls its pending flag while it awaits a promise.
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/tidepool-dev/tidepool/internal/agent/wire"
+)
+
+// maxFrame bounds a response frame (results with many figures are the
+// large ones).
+const maxFrame = 256 << 20
+
+// markPrefix and markLen describe the end-of-output mark: the prefix, a
+// 16-hex-digit id, NUL.
+const (
+	markPrefix = "\x00tidepool:mark:"
+	idLen      = 16
+	markLen    = len(markPrefix) + idLen + 1
+)
+
+// request is a message to the driver.
+type request struct {
+	Type      string            `json:"type"`
+	ID        string            `json:"id"`
+	Code      string            `json:"code,omitempty"`
+	Limit     int64             `json:"limit,omitempty"`
+	Env       map[string]string `json:"env,omitempty"`
+	PreImport []string          `json:"preImport,omitempty"`
+}
+
+// response is a message from the driver.
+type response struct {
+	Type        string          `json:"type"`
+	ID          string          `json:"id"`
+	Value       *value          `json:"value"`
+	Error       *wire.ExecError `json:"error"`
+	Interrupted bool            `json:"interrupted"`
+	Images      []string        `json:"images"`
+	Marks       [2]bool         `json:"marks"`
+
+	// ready
+	PID             int               `json:"pid"`
+	Version         string            `json:"version"`
+	PreImportErrors map[string]string `json:"preImportErrors"`
+}
+
+type value struct {
+	JSON *string `json:"json"`
+	Repr string  `json:"repr"`
+	Type string  `json:"type"`
+}
+
+// errProtocol marks a driver that broke the protocol.
+var errProtocol = errors.New("kernel protocol error")
+
+// encodeFrame returns msg as one frame.
+func encodeFrame(msg any) ([]byte, error) {
+	body, err := json.Marshal(msg)
+	if err != nil {
+		return nil, err
+	}
+	frame := make([]byte, 4, 4+len(body))
+	binary.BigEndian.PutUint32(frame, uint32(len(body)))
+	return append(frame, body...), nil
+}
+
+// readFrame reads one frame's body; buf is reused when large enough.
+func readFrame(r io.Reader, buf []byte) ([]byte, error) {
+	var head [4]byte
+	if _, err := io.ReadFull(r, head[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(head[:])
+	if n > maxFrame {
+		return nil, fmt.Errorf("%w: frame of %d bytes", errProtocol, n)
+	}
+	if cap(buf) < int(n) {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(r, buf); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return buf, nil
+}

@@ -1,0 +1,67 @@
+package wire
+
+import "encoding/json"
+
+// Kernel languages.
+const (
+	LangPython = "python"
+	LangNode   = "node"
+)
+
+// ExecuteRequest runs code in the session's persistent kernel:
+// POST /kernels/{python|node}/execute.
+type ExecuteRequest struct {
+	Code string `json:"code"`
+	// TimeoutMs bounds the execution; 0 means the agent's default.
+	TimeoutMs int64 `json:"timeoutMs,omitempty"`
+	// MaxOutputBytes caps stdout and stderr each; 0 means the default.
+	MaxOutputBytes int64 `json:"maxOutputBytes,omitempty"`
+}
+
+// Execution statuses.
+const (
+	StatusSucceeded = "Succeeded" // ran to the end
+	StatusFailed    = "Failed"    // raised an error (Error is set)
+	StatusTimedOut  = "TimedOut"  // interrupted at the deadline; state kept unless Restarted
+)
+
+// ExecuteResult is the outcome of an execution.
+type ExecuteResult struct {
+	Status          string `json:"status"`
+	Stdout          string `json:"stdout"`
+	Stderr          string `json:"stderr"`
+	StdoutTruncated bool   `json:"stdoutTruncated,omitempty"`
+	StderrTruncated bool   `json:"stderrTruncated,omitempty"`
+	// Result is the value of the last expression, if any.
+	Result *Value `json:"result,omitempty"`
+	// Error describes the exception (Python) or thrown value (Node).
+	Error *ExecError `json:"error,omitempty"`
+	// Images are figures the code produced (matplotlib), in order.
+	Images []Image `json:"images,omitempty"`
+	// Restarted reports that the kernel was restarted during this call
+	// (it ignored an interrupt, or it had died): earlier state is gone.
+	Restarted  bool  `json:"restarted,omitempty"`
+	DurationMs int64 `json:"durationMs"`
+}
+
+// Value is a result value: JSON when it has a JSON form, and always its repr.
+type Value struct {
+	// JSON is the value as JSON, or null when it has none.
+	JSON json.RawMessage `json:"json,omitempty"`
+	Repr string          `json:"repr"`
+	// Type is the language's type name ("int", "DataFrame", "object").
+	Type string `json:"type"`
+}
+
+// ExecError is an error raised by executed code.
+type ExecError struct {
+	Name      string `json:"name"`  // "ZeroDivisionError", "TypeError"
+	Value     string `json:"value"` // the message
+	Traceback string `json:"traceback"`
+}
+
+// Image is a figure; Data is base64.
+type Image struct {
+	Format string `json:"format"` // "png"
+	Data   string `json:"data"`
+}
