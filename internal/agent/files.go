@@ -169,6 +169,9 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) error {
 	}
 	list := []wire.FileInfo{}
 	add := func(name string, d fs.DirEntry) {
+		if strings.HasPrefix(d.Name(), uploadTempPrefix) {
+			return // an upload in progress, not yet a file
+		}
 		var fi fs.FileInfo
 		var err error
 		if d.Type()&fs.ModeSymlink != 0 {
@@ -208,6 +211,10 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, list)
 	return nil
 }
+
+// uploadTempPrefix names the temporary file an upload is written to before it
+// is renamed into place; listings leave such files out.
+const uploadTempPrefix = ".tidepool-upload-"
 
 func (s *Server) handleStat(w http.ResponseWriter, r *http.Request) error {
 	p, rel, err := s.pathParam(r)
@@ -283,7 +290,7 @@ func (s *Server) handleWrite(w http.ResponseWriter, r *http.Request) error {
 	}
 	var nonce [8]byte
 	rand.Read(nonce[:])
-	tmp := filepath.Join(dir, ".tidepool-upload-"+hex.EncodeToString(nonce[:]))
+	tmp := filepath.Join(dir, uploadTempPrefix+hex.EncodeToString(nonce[:]))
 	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return s.files.fsError(err, p)
