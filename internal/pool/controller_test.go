@@ -18,7 +18,7 @@ const (
 	poolID  = groupID + "/providers/Microsoft.App/sessionPools/p1"
 )
 
-func newStore(t *testing.T) store.Store {
+func newStore(t testing.TB) store.Store {
 	t.Helper()
 	st, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "db"))
 	if err != nil {
@@ -55,7 +55,7 @@ func putGroup(t *testing.T, st store.Store, state string) {
 	})
 }
 
-func startOp(t *testing.T, st store.Store, id, kind, resource string) {
+func startOp(t testing.TB, st store.Store, id, kind, resource string) {
 	t.Helper()
 	op := &store.Operation{ID: id, Kind: kind, ResourceID: resource, Status: store.OperationInProgress, Started: time.Unix(100, 0)}
 	if err := st.PutOperation(context.Background(), op); err != nil {
@@ -63,7 +63,7 @@ func startOp(t *testing.T, st store.Store, id, kind, resource string) {
 	}
 }
 
-func opStatus(t *testing.T, st store.Store, id string) *store.Operation {
+func opStatus(t testing.TB, st store.Store, id string) *store.Operation {
 	t.Helper()
 	op, err := st.GetOperation(context.Background(), id)
 	if err != nil {

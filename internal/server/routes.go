@@ -15,6 +15,7 @@ func (s *Server) routes(mgmt http.Handler) http.Handler {
 	jwks := s.issuer.JWKSHandler()
 	openid := s.issuer.OpenIDConfigHandler()
 	token := s.issuer.TokenHandler(s.st)
+	dp := s.dataPlaneHandler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		segs := strings.FieldsFunc(r.URL.Path, func(c rune) bool { return c == '/' })
 		switch {
@@ -30,6 +31,8 @@ func (s *Server) routes(mgmt http.Handler) http.Handler {
 			openid.ServeHTTP(w, r)
 		case len(segs) == 4 && segs[1] == "oauth2" && segs[2] == "v2.0" && segs[3] == "token":
 			token.ServeHTTP(w, r)
+		case isDataPlane(segs) && dp != nil:
+			dp.ServeHTTP(w, r)
 		case isDataPlane(segs):
 			s.dataPlane(w, r)
 		case len(segs) > 0 && (strings.EqualFold(segs[0], "subscriptions") || strings.EqualFold(segs[0], "providers")):
@@ -49,8 +52,8 @@ func isDataPlane(segs []string) bool {
 		strings.EqualFold(segs[2], "resourceGroups") && strings.EqualFold(segs[4], "sessionPools")
 }
 
-// dataPlane answers the data-plane routes. It authenticates like every
-// route; the sessions behind it are not built yet.
+// dataPlane answers the data-plane routes when the server has no sessions
+// to serve (no Config.Sessions, no runtime): 501 after authentication.
 func (s *Server) dataPlane(w http.ResponseWriter, r *http.Request) {
 	arm.SetRequestHeaders(w, r)
 	if _, err := s.issuer.Authenticate(r, auth.AudienceDataPlane, auth.AudienceDataPlaneLegacy, auth.AudienceManagement); err != nil {

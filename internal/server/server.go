@@ -17,7 +17,9 @@ import (
 
 	"github.com/tidepool-dev/tidepool/internal/arm"
 	"github.com/tidepool-dev/tidepool/internal/auth"
+	"github.com/tidepool-dev/tidepool/internal/dataplane"
 	"github.com/tidepool-dev/tidepool/internal/pool"
+	"github.com/tidepool-dev/tidepool/internal/sandbox"
 	"github.com/tidepool-dev/tidepool/internal/store"
 )
 
@@ -40,6 +42,14 @@ type Config struct {
 	AllowHyphenatedPoolNames bool
 	// Logger receives the server's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// Sessions serves the data plane's sessions. Nil means the pool
+	// controller when it implements dataplane.Sessions and has a Runtime;
+	// with neither, the data-plane routes answer 501 after authentication.
+	Sessions dataplane.Sessions
+	// Runtime runs the pools' sandboxes. Nil means pools hold none: they
+	// only move through their provisioning states and the data plane has
+	// no sessions to offer.
+	Runtime sandbox.Runtime
 }
 
 // Server is a running tidepool server: create it with New, serve with Run,
@@ -112,7 +122,11 @@ func (s *Server) init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.ctl = pool.New(s.st, pool.WithLogger(s.log))
+	opts := []pool.Option{pool.WithLogger(s.log)}
+	if s.cfg.Runtime != nil {
+		opts = append(opts, pool.WithRuntime(s.cfg.Runtime))
+	}
+	s.ctl = pool.New(s.st, opts...)
 	mgmt := arm.New(arm.Config{
 		Store:                    s.st,
 		Auth:                     s.issuer,
