@@ -3,7 +3,9 @@
 # As root it installs missing packages with apt-get; otherwise it names them.
 set -euo pipefail
 
-packages=(ca-certificates curl jq gcc libc6-dev git)
+# Build and test tools; the interpreters sandboxes run (Debian's python3 and
+# node, seen through the host rootfs); matplotlib for figure results.
+packages=(ca-certificates curl jq gcc libc6-dev git python3 python3-matplotlib nodejs)
 
 missing=()
 for p in "${packages[@]}"; do

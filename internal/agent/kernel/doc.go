@@ -21,7 +21,8 @@
 // is interrupted with SIGINT sent to the kernel's process group, like
 // Ctrl-C in a terminal: Python raises KeyboardInterrupt, Node stops
 // synchronous code (vm breakOnSigint) or stops awaiting a promise. The
-// result is TimedOut and the kernel keeps its state. A kernel that does not
+// result is TimedOut (even if the code finished in the meantime; its output
+// and value are kept) and the kernel keeps its state. A kernel that does not
 // answer within Options.InterruptGrace is killed and restarted: that result
 // says Restarted. A kernel that dies (os._exit, a crash, the OOM killer) is
 // restarted at once; the execution it died in fails with a KernelDied

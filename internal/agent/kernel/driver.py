@@ -11,6 +11,7 @@ import sys
 
 def _main():
     import ast
+    import builtins
     import json
     import linecache
     import signal
@@ -53,7 +54,7 @@ def _main():
     # The user's namespace is a real __main__ module, so that pickle and
     # friends find classes defined in cells.
     main = types.ModuleType("__main__")
-    main.__dict__["__builtins__"] = __builtins__
+    main.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = main
     user_ns = main.__dict__
 
@@ -293,7 +294,10 @@ def _main():
         return msg
 
     while True:
-        req = read_frame()
+        try:
+            req = read_frame()
+        except KeyboardInterrupt:  # the user installed a raising SIGINT handler
+            continue
         if req is None:
             return
         St.pending = False  # a late interrupt of the previous request
