@@ -16,7 +16,7 @@ import (
 
 func newServeCommand() *cobra.Command {
 	var cfg server.Config
-	var listen, logLevel, logFormat string
+	var listen, logLevel, logFormat, runtimeName string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the tidepool server",
@@ -41,6 +41,9 @@ an admin service principal, whose credentials it writes to
 				return usageError{err}
 			}
 			cfg.Logger = log
+			if cfg.Runtime, err = newRuntime(runtimeName, cfg.DataDir, log); err != nil {
+				return err
+			}
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", listen, err)
@@ -78,6 +81,7 @@ Get a token:
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key file (PEM)")
 	f.IntVar(&cfg.PageSize, "page-size", 1000, "largest page a list answers before it returns a nextLink")
 	f.BoolVar(&cfg.AllowHyphenatedPoolNames, "allow-hyphenated-pool-names", false, "accept the CLI's pool name rule (hyphens, up to 32 characters) besides the API's")
+	f.StringVar(&runtimeName, "runtime", "auto", "sandbox runtime: auto (runc as root when installed), runc, crun, runsc, or none")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	return cmd

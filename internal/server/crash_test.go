@@ -311,7 +311,7 @@ func startBinary(ctx context.Context, t *testing.T, bin, dataDir, addr, logFile 
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--listen", addr)
+	cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--listen", addr, "--runtime", "none")
 	cmd.Stdout, cmd.Stderr = log, log
 	// Only this test's settings: no TIDEPOOL_* from the environment.
 	for _, kv := range os.Environ() {
