@@ -5,7 +5,10 @@ set -euo pipefail
 
 # Build and test tools; the interpreters sandboxes run (Debian's python3 and
 # node, seen through the host rootfs); matplotlib for figure results.
-packages=(ca-certificates curl jq gcc libc6-dev git python3 python3-matplotlib nodejs)
+# OCI runtimes, CNI plugins and the tools sandboxes' networking and
+# storage use.
+packages=(ca-certificates curl jq gcc libc6-dev git python3 python3-matplotlib nodejs
+	runc crun runsc containernetworking-plugins iproute2 nftables iptables e2fsprogs util-linux)
 
 missing=()
 for p in "${packages[@]}"; do
