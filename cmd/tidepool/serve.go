@@ -16,7 +16,7 @@ import (
 
 func newServeCommand() *cobra.Command {
 	var cfg server.Config
-	var listen, logLevel, logFormat, runtimeName string
+	var listen, metricsListen, logLevel, logFormat, runtimeName string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the tidepool server",
@@ -48,10 +48,19 @@ an admin service principal, whose credentials it writes to
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", listen, err)
 			}
+			if metricsListen != "" {
+				if cfg.MetricsListener, err = net.Listen("tcp", metricsListen); err != nil {
+					ln.Close()
+					return fmt.Errorf("listen on %s (--metrics-listen): %w", metricsListen, err)
+				}
+			}
 			ctx := cmd.Context()
 			srv, err := server.New(ctx, cfg, ln)
 			if err != nil {
 				ln.Close()
+				if cfg.MetricsListener != nil {
+					cfg.MetricsListener.Close()
+				}
 				return err
 			}
 			defer srv.Close()
@@ -68,6 +77,9 @@ Get a token:
 `, version, info.Endpoint, info.TenantID, info.SubscriptionID, info.CredentialsPath,
 				info.CredentialsPath, info.Endpoint, info.TenantID)
 			log.Info("serving", "endpoint", info.Endpoint, "data_dir", cfg.DataDir)
+			if cfg.MetricsListener != nil {
+				log.Info("serving metrics", "url", "http://"+cfg.MetricsListener.Addr().String()+"/metrics")
+			}
 			err = srv.Run(ctx, ln)
 			log.Info("stopped")
 			return err
@@ -76,6 +88,7 @@ Get a token:
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", server.DefaultListen, "address to listen on (host:port)")
 	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir(), "directory for the database and the admin credentials")
+	f.StringVar(&metricsListen, "metrics-listen", "", "address (host:port) to serve Prometheus metrics at /metrics, without authentication (default: not served)")
 	f.StringVar(&cfg.PublicURL, "public-url", "", "base URL clients use to reach the server (default: the listen address)")
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key, serve HTTPS")
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key file (PEM)")

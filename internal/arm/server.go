@@ -131,11 +131,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // SetRequestHeaders sets the headers ARM puts on every response:
-// x-ms-request-id (new), x-ms-correlation-request-id (echoed or new) and,
-// when the caller asks with x-ms-return-client-request-id, x-ms-client-request-id.
+// x-ms-request-id (new, unless an outer handler has set it already: the
+// server's logs name requests by it), x-ms-correlation-request-id (echoed
+// or new) and, when the caller asks with x-ms-return-client-request-id,
+// x-ms-client-request-id.
 func SetRequestHeaders(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	h.Set("x-ms-request-id", rand.Text())
+	if h.Get("x-ms-request-id") == "" {
+		h.Set("x-ms-request-id", rand.Text())
+	}
 	corr := r.Header.Get("x-ms-correlation-request-id")
 	if corr == "" || len(corr) > 128 {
 		corr = uuid.NewString()

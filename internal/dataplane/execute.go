@@ -87,8 +87,8 @@ func (h *Handler) execute(w http.ResponseWriter, req *request, shape wireShape) 
 		Timeout:       timeout,
 		Started:       start,
 	}
-	h.log.DebugContext(req.r.Context(), "execute", "pool", req.poolName, "identifier", hashIdentifier(id),
-		"execution", x.ID, "shell", shell, "lang", lang, "async", er.ExecutionType == execAsynchronous)
+	h.log.DebugContext(req.r.Context(), "execute", "pool", req.poolID, "identifier_hash", hashIdentifier(id),
+		"sandbox", sess.SandboxID, "execution", x.ID, "shell", shell, "lang", lang, "async", er.ExecutionType == execAsynchronous)
 	setSessionHeaders(w, sess)
 	w.Header().Set("operation-id", x.ID)
 	if shape == wireV2 {
@@ -242,10 +242,16 @@ func (h *Handler) run(ctx context.Context, sess *pool.Session, er *executionRequ
 			shell.Stdout, shell.Stderr = capRunes(shell.Stdout, maxOut), capRunes(shell.Stderr, maxOut)
 		}
 	}
-	h.execs.finish(x, code, shell, fromAgent(err), h.now())
+	done := h.now()
+	h.execs.finish(x, code, shell, fromAgent(err), done)
+	kind := lang
+	if x.Shell {
+		kind = "shell"
+	}
+	h.metrics.executed(x.PoolID, kind, done.Sub(x.Started))
 	if err != nil {
-		h.log.WarnContext(ctx, "execution failed in the agent", "identifier", hashIdentifier(x.Identifier),
-			"execution", x.ID, "err", err)
+		h.log.WarnContext(ctx, "execution failed in the agent", "pool", x.PoolID, "identifier_hash", hashIdentifier(x.Identifier),
+			"sandbox", sess.SandboxID, "execution", x.ID, "err", err)
 	}
 }
 

@@ -105,6 +105,9 @@ type Config struct {
 	ExecutionRetention time.Duration
 	// Logger receives request errors; nil discards.
 	Logger *slog.Logger
+	// Metrics records requests and execution latencies; nil records
+	// nothing.
+	Metrics *Metrics
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -123,6 +126,7 @@ type Handler struct {
 	maxShell  time.Duration
 	maxUpload int64
 	log       *slog.Logger
+	metrics   *Metrics
 	now       func() time.Time
 
 	execs *executions
@@ -146,6 +150,7 @@ func New(cfg Config) *Handler {
 		maxShell:  cfg.MaxShellTimeout,
 		maxUpload: cfg.MaxUploadBytes,
 		log:       cfg.Logger,
+		metrics:   cfg.Metrics,
 		now:       cfg.Now,
 	}
 	if h.audiences == nil {
@@ -207,12 +212,27 @@ type request struct {
 // ServeHTTP answers a data-plane request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	arm.SetRequestHeaders(w, r)
+	var rec *statusRecorder
+	if h.metrics != nil {
+		rec = &statusRecorder{ResponseWriter: w}
+		w = rec
+	}
 	req, err := h.parse(r)
 	if err == nil {
 		err = h.serve(w, req)
 	}
 	if err != nil {
 		h.writeError(w, r, err)
+	}
+	if rec != nil {
+		route := "other"
+		if req != nil {
+			route = routeFamily(req.rest, req.isCustom())
+		}
+		if rec.status == 0 {
+			rec.status = http.StatusOK // nothing written: net/http sends 200
+		}
+		h.metrics.request(route, rec.status)
 	}
 }
 

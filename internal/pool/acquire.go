@@ -131,6 +131,7 @@ func (c *Controller) Acquire(ctx context.Context, poolID, identifier string) (*S
 	default:
 	}
 	out.AllocationDuration = time.Since(start)
+	c.metrics.claimed(ps.key, alloc, out.AllocationDuration)
 	c.log.DebugContext(ctx, "session bound", "pool", ps.id, "identifier_hash", identHash(identifier), "sandbox", sb.id, "allocation", alloc, "duration", out.AllocationDuration)
 	return out, nil
 }
@@ -151,7 +152,7 @@ func (c *Controller) bind(ctx context.Context, ps *livePool, cfg *poolConfig, sb
 		if sb == nil {
 			alloc = AllocationCold
 			var err error
-			if sb, err = c.create(ctx, ps, cfg); err != nil {
+			if sb, err = c.create(ctx, ps, cfg, startCold); err != nil {
 				return nil, "", fmt.Errorf("claim %s: start a sandbox: %w", identHash(identifier), err)
 			}
 		}
@@ -165,7 +166,7 @@ func (c *Controller) bind(ctx context.Context, ps *livePool, cfg *poolConfig, sb
 		if err == nil {
 			return sb, alloc, nil
 		}
-		c.log.WarnContext(ctx, "sandbox refused init; discarding it", "pool", ps.id, "sandbox", sb.id, "err", err)
+		c.log.WarnContext(ctx, "sandbox refused init; discarding it", "pool", ps.id, "identifier_hash", identHash(identifier), "sandbox", sb.id, "err", err)
 		c.mu.Lock()
 		c.destroyLaterLocked(ps, sb)
 		sb = nil
@@ -325,7 +326,7 @@ func (c *Controller) Stop(ctx context.Context, poolID, identifier string) error 
 		}
 		return fmt.Errorf("session %s: %w", identHash(identifier), ErrSessionNotFound)
 	}
-	if !c.endSession(ctx, ps, s, "stopped", nil) {
+	if !c.endSession(ctx, ps, s, EndStopped, nil) {
 		return fmt.Errorf("session %s: %w", identHash(identifier), ErrSessionNotFound)
 	}
 	return nil
@@ -346,6 +347,7 @@ func (c *Controller) endSession(ctx context.Context, ps *livePool, s *session, r
 	c.mu.Unlock()
 
 	c.destroy(ps, s.sb)
+	c.metrics.sessionsEnded(ps.key, reason, 1)
 	c.log.InfoContext(ctx, "session ended", "pool", ps.id, "identifier_hash", identHash(s.ident), "sandbox", s.sb.id, "reason", reason)
 
 	c.mu.Lock()

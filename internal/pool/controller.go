@@ -29,6 +29,7 @@ type Controller struct {
 	reapEvery     time.Duration // reaper period on clock
 	flushEvery    time.Duration // period of last-activity writes on clock
 	createTimeout time.Duration
+	metrics       *Metrics // nil: none
 
 	// base is the context of background work (warm starts, destroys);
 	// Run cancels it when it returns, then waits for bg.

@@ -64,5 +64,13 @@
 // one (no pool, pool deleting, old template, unhealthy agent) is destroyed.
 // Records whose sandbox is gone are deleted.
 //
+// # Metrics
+//
+// With WithMetrics the controller counts claims, cold starts, failed
+// starts and ended sessions, and times claims and starts; the per-pool
+// gauges (ready, claimed, starting, stopping) are read from the in-memory
+// state at scrape time (Stats). Series are labelled by the pool's
+// lower-cased id, never by an identifier.
+//
 // Identifiers are callers' secrets: logs name them by a short hash.
 package pool

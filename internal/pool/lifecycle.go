@@ -50,7 +50,7 @@ func (c *Controller) reap(ctx context.Context) {
 
 	for _, cand := range expired {
 		ps, s := cand.ps, cand.s
-		c.endSession(ctx, ps, s, "expired", func() bool {
+		c.endSession(ctx, ps, s, ps.cfg.expiryReason(s.created, now), func() bool {
 			exp := ps.cfg.expires(s.created, s.last)
 			return !exp.IsZero() && !c.clock.Now().Before(exp)
 		})
@@ -63,7 +63,7 @@ func (c *Controller) reap(ctx context.Context) {
 		h, err := cand.s.sb.agent.Health(hctx)
 		cancel()
 		if err == nil && h.ContainerExit != nil {
-			c.endSession(ctx, cand.ps, cand.s, "container exited", nil)
+			c.endSession(ctx, cand.ps, cand.s, EndContainerExit, nil)
 		}
 	}
 }

@@ -255,8 +255,8 @@ func waitOp(t testing.TB, st store.Store, opID string) *store.Operation {
 
 // counts reads a pool's in-memory counters.
 type counts struct {
-	ready, claimed, starting, highWater int
-	state                               string
+	ready, claimed, starting, stopping, highWater int
+	state                                         string
 }
 
 func (c *Controller) counts(id string) counts {
@@ -270,7 +270,7 @@ func (c *Controller) counts(id string) counts {
 	for _, v := range ps.startingBy {
 		n += v
 	}
-	return counts{ready: len(ps.ready), claimed: len(ps.claimed), starting: n, highWater: ps.highWater, state: ps.state}
+	return counts{ready: len(ps.ready), claimed: len(ps.claimed), starting: n, stopping: ps.stopping, highWater: ps.highWater, state: ps.state}
 }
 
 // sandboxesOf lists the live sandboxes of pool id (all when id is "").

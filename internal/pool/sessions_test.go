@@ -296,7 +296,11 @@ func testManySessions(t *testing.T, containerType string, n int, ready int32) {
 		t.Errorf("Acquire beyond max = %v, want ErrPoolFull", err)
 	}
 	// max − claimed = 0: no ready sandboxes are kept.
-	waitFor(t, "ready set drained", func() bool { cn := c.counts(id); return cn.ready == 0 && cn.starting == 0 })
+	// Warm sandboxes beyond the target are trimmed: wait for their destruction too.
+	waitFor(t, "ready set drained", func() bool {
+		cn := c.counts(id)
+		return cn.ready == 0 && cn.starting == 0 && cn.stopping == 0
+	})
 	if got := len(sandboxesOf(t, rt, id)); got != n {
 		t.Errorf("sandboxes = %d, want %d", got, n)
 	}

@@ -199,6 +199,16 @@ func (cfg *poolConfig) expires(created, last time.Time) time.Time {
 	return t
 }
 
+// expiryReason says which limit ended a session of cfg created at
+// created that expired at now: EndMaxAlive when its maximum lifetime has
+// passed, EndCooldown otherwise.
+func (cfg *poolConfig) expiryReason(created, now time.Time) string {
+	if cfg.maxAlive > 0 && !now.Before(created.Add(cfg.maxAlive)) {
+		return EndMaxAlive
+	}
+	return EndCooldown
+}
+
 // parseMemory reads a memory quantity: "0.5Gi", "512Mi", "250Mb", "1G",
 // or a number of bytes.
 func parseMemory(s string) (int64, error) {

@@ -247,10 +247,18 @@ func newSandboxID() string {
 	return "tp-" + hex.EncodeToString(b[:])
 }
 
-// create starts one sandbox of cfg for ps.
-func (c *Controller) create(ctx context.Context, ps *livePool, cfg *poolConfig) (*sandboxRef, error) {
+// create starts one sandbox of cfg for ps; start (startWarm or startCold)
+// labels its metrics.
+func (c *Controller) create(ctx context.Context, ps *livePool, cfg *poolConfig, start string) (_ *sandboxRef, retErr error) {
 	ctx, cancel := context.WithTimeout(ctx, c.createTimeout)
 	defer cancel()
+	began := time.Now()
+	defer func() {
+		// A start abandoned (shutdown, caller gone) is no failure.
+		if retErr == nil || !errors.Is(ctx.Err(), context.Canceled) {
+			c.metrics.started(ps.key, start, time.Since(began), retErr)
+		}
+	}()
 	id := newSandboxID()
 	sb, err := c.rt.Create(ctx, cfg.specFor(id, ps.key))
 	if err != nil {
@@ -278,7 +286,7 @@ func (c *Controller) startWarm(ps *livePool, cfg *poolConfig) {
 	var err error
 	select {
 	case c.startSem <- struct{}{}:
-		sb, err = c.create(c.base, ps, cfg)
+		sb, err = c.create(c.base, ps, cfg, startWarm)
 		<-c.startSem
 	case <-c.base.Done():
 		err = c.base.Err()
@@ -384,6 +392,7 @@ func (c *Controller) destroyPool(ctx context.Context, id string) error {
 		s.gone = true
 		victims = append(victims, s.sb)
 	}
+	c.metrics.sessionsEnded(ps.key, EndPoolDeleted, len(ps.claimed))
 	clear(ps.claimed)
 	ps.stopping += len(victims)
 	c.mu.Unlock()

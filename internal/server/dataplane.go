@@ -27,5 +27,6 @@ func (s *Server) dataPlaneHandler() http.Handler {
 		Auth:      s.issuer,
 		PublicURL: s.publicURL,
 		Logger:    s.log,
+		Metrics:   s.dpMetrics,
 	})
 }

@@ -32,11 +32,11 @@ func (s *Server) routes(mgmt http.Handler) http.Handler {
 		case len(segs) == 4 && segs[1] == "oauth2" && segs[2] == "v2.0" && segs[3] == "token":
 			token.ServeHTTP(w, r)
 		case isDataPlane(segs) && dp != nil:
-			dp.ServeHTTP(w, r)
+			dp.ServeHTTP(w, withRequestID(w, r))
 		case isDataPlane(segs):
 			s.dataPlane(w, r)
 		case len(segs) > 0 && (strings.EqualFold(segs[0], "subscriptions") || strings.EqualFold(segs[0], "providers")):
-			mgmt.ServeHTTP(w, r)
+			mgmt.ServeHTTP(w, withRequestID(w, r))
 		default:
 			arm.SetRequestHeaders(w, r)
 			arm.WriteError(w, &arm.Error{Status: http.StatusNotFound, Code: "NotFound",

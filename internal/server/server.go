@@ -13,6 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tidepool-dev/tidepool/internal/arm"
@@ -50,6 +53,11 @@ type Config struct {
 	// only move through their provisioning states and the data plane has
 	// no sessions to offer.
 	Runtime sandbox.Runtime
+	// MetricsListener, when set, serves Prometheus metrics at GET /metrics,
+	// without authentication, and nothing else; Run serves it and closes
+	// it. Nil means the metrics are not served (MetricsHandler still
+	// returns them). The main listener never serves them.
+	MetricsListener net.Listener
 }
 
 // Server is a running tidepool server: create it with New, serve with Run,
@@ -64,6 +72,9 @@ type Server struct {
 	publicURL string
 	credsPath string
 	handler   http.Handler
+	// metrics is the registry of every metric the server exports.
+	metrics   *prometheus.Registry
+	dpMetrics *dataplane.Metrics
 }
 
 // Info is what the server tells its operator at start.
@@ -88,6 +99,7 @@ func New(ctx context.Context, cfg Config, ln net.Listener) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	log = slog.New(contextHandler{log.Handler()})
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
@@ -122,7 +134,21 @@ func (s *Server) init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	opts := []pool.Option{pool.WithLogger(s.log)}
+	s.metrics = prometheus.NewRegistry()
+	if err := errors.Join(
+		s.metrics.Register(collectors.NewGoCollector()),
+		s.metrics.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})),
+	); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	poolMetrics, err := pool.NewMetrics(s.metrics)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	if s.dpMetrics, err = dataplane.NewMetrics(s.metrics); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	opts := []pool.Option{pool.WithLogger(s.log), pool.WithMetrics(poolMetrics)}
 	if s.cfg.Runtime != nil {
 		opts = append(opts, pool.WithRuntime(s.cfg.Runtime))
 	}
@@ -149,6 +175,20 @@ func (s *Server) Info() Info {
 // Handler returns the server's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.handler }
 
+// MetricsHandler returns the handler of the metrics listener: the
+// server's Prometheus metrics at GET /metrics, without authentication
+// (they name pools, never identifiers or secrets).
+func (s *Server) MetricsHandler() http.Handler {
+	prom := promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		Registry:          s.metrics,
+		EnableOpenMetrics: true,
+	})
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", prom)
+	return mux
+}
+
 // Run serves ln and runs the pool controller until ctx is done, then shuts
 // down gracefully.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
@@ -169,18 +209,32 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.ctl.Run(gctx) })
-	g.Go(func() error {
-		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		return hs.Shutdown(shutdown)
-	})
+	servers := []*http.Server{hs}
+	listeners := []net.Listener{ln}
+	if s.cfg.MetricsListener != nil {
+		servers = append(servers, &http.Server{
+			Handler:           s.MetricsHandler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          hs.ErrorLog,
+			BaseContext:       hs.BaseContext,
+		})
+		listeners = append(listeners, s.cfg.MetricsListener)
+	}
+	for i, srv := range servers {
+		g.Go(func() error {
+			if err := srv.Serve(listeners[i]); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve %s: %w", listeners[i].Addr(), err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			return srv.Shutdown(shutdown)
+		})
+	}
 	return g.Wait()
 }
 
