@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/tidepool-dev/tidepool/internal/dataplane"
 	"github.com/tidepool-dev/tidepool/internal/pool"
@@ -23,7 +24,7 @@ func (s *Server) dataPlaneHandler() http.Handler {
 	}
 	return dataplane.New(dataplane.Config{
 		Sessions:  sessions,
-		Pools:     dataplane.StorePools(s.st),
+		Pools:     dataplane.CachedPools(dataplane.StorePools(s.st), time.Second),
 		Auth:      s.issuer,
 		PublicURL: s.publicURL,
 		Logger:    s.log,
