@@ -28,7 +28,10 @@
 // root, bundle), records each in state.json before making it, starts the
 // container detached (its stdio goes to agent.log: it holds nothing of the
 // server's and outlives it), and returns once the agent answers /health as
-// ready. A failure undoes every part made so far, under a context that
+// ready, with the kernel of a python or node sandbox started (agent flags
+// --kernel and --pre-import). As soon as the agent's socket exists, its
+// directory is taken from the sandbox (lockRunDir), so that nothing in the
+// sandbox can plant a symlink where the server dials. A failure undoes every part made so far, under a context that
 // outlives the caller's. Destroy (and a failed Create) kills the
 // container, deletes it from the runtime, releases the network, unmounts,
 // removes the cgroups, and removes the directory only when nothing is
@@ -50,6 +53,10 @@
 // (runsc) is a kernel of its own: its sandbox process runs as an
 // unprivileged host user in gVisor's own user namespace, and the spec's
 // limits apply inside it.
+//
+// A custom image is untrusted: the runtime's own writes into its root go
+// through os.Root, so that the image's symlinks cannot send them to the
+// host.
 //
 // Built-in kinds get no capabilities at all (the agent needs none: it
 // mounts nothing); custom images get a small set for what images expect of

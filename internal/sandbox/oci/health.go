@@ -16,6 +16,9 @@ import (
 // errAgentExited: the sandbox's init ended before its agent was ready.
 var errAgentExited = errors.New("agent exited")
 
+// errKernel: the kernel of a python or node sandbox failed to start.
+var errKernel = errors.New("kernel failed")
+
 // errContainerExited: a custom sandbox's process ended before it was
 // ready.
 var errContainerExited = errors.New("container process exited")
@@ -23,10 +26,10 @@ var errContainerExited = errors.New("container process exited")
 // waitReady waits for the agent: first for its socket to appear, then
 // calls onSocket (which locks the socket's directory), checks that the
 // socket is still a socket and no symlink, and polls /health until the
-// agent answers ready. It fails when the process behind pidfd exits
-// (errAgentExited) or ctx ends. It returns the agent API version the
-// agent reports.
-func waitReady(ctx context.Context, socket string, pidfd int, onSocket func() error) (string, error) {
+// agent answers ready, with the kernel for lang (if not empty) started. It
+// fails when the process behind pidfd exits (errAgentExited), the kernel
+// dies, or ctx ends. It returns the agent API version the agent reports.
+func waitReady(ctx context.Context, socket string, pidfd int, lang string, onSocket func() error) (string, error) {
 	var lastErr error
 	delay := time.Millisecond
 	// sleep waits for delay on the pidfd, which turns readable when the
@@ -43,7 +46,7 @@ func waitReady(ctx context.Context, socket string, pidfd int, onSocket func() er
 		if n > 0 {
 			return fmt.Errorf("%w (last: %v)", errAgentExited, lastErr)
 		}
-		if attempt >= 200 {
+		if attempt >= 100 {
 			// The agent usually answers within tens of milliseconds;
 			// past that, back off.
 			delay = min(delay*2, 20*time.Millisecond)
@@ -73,6 +76,9 @@ func waitReady(ctx context.Context, socket string, pidfd int, onSocket func() er
 
 	c := client.New(socket)
 	defer c.Close()
+	// Once the agent is up, a kernel takes a while: poll less often (each
+	// poll takes CPU from the kernel starting).
+	delay = 2 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		h, err := c.Health(hctx)
@@ -82,6 +88,10 @@ func waitReady(ctx context.Context, socket string, pidfd int, onSocket func() er
 			lastErr = err
 		case h.ContainerExit != nil:
 			return "", fmt.Errorf("%w: exit code %d %s%s", errContainerExited, h.ContainerExit.ExitCode, h.ContainerExit.Signal, h.ContainerExit.Error)
+		case lang != "" && h.Kernels[lang] == "dead":
+			return "", fmt.Errorf("%w: the %s kernel died", errKernel, lang)
+		case lang != "" && h.Kernels[lang] != "ready" && h.Kernels[lang] != "busy":
+			lastErr = fmt.Errorf("%s kernel: %q", lang, h.Kernels[lang])
 		case h.Ready:
 			return h.Version, nil
 		default:

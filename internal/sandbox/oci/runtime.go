@@ -586,7 +586,7 @@ func (r *Runtime) Create(ctx context.Context, spec sandbox.Spec) (_ *sandbox.San
 	// directory: the server dials that path on the host, so a symlink
 	// planted there (to a host daemon's socket) would make the server its
 	// client.
-	version, err := waitReady(hctx, r.socketPath(spec.ID), pidfd, func() error {
+	version, err := waitReady(hctx, r.socketPath(spec.ID), pidfd, kernelOf(spec.Kind), func() error {
 		return lockRunDir(runDir, r.cli.flavour)
 	})
 	if err != nil {

@@ -104,8 +104,14 @@ const namespaceFlags = unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC 
 
 // seccompProfile returns the profile for a process with the given bounding
 // capabilities (a capability re-allows the syscalls it guards, as in
-// Docker's profile).
-func seccompProfile(caps []string) *specs.LinuxSeccomp {
+// Docker's profile) under the given runtime.
+//
+// gVisor applies the profile inside its own kernel, and (in the releases
+// at hand) ignores a rule's errno: clone3 would fail with EPERM, on which
+// glibc does not fall back to clone, and no thread could start. Under
+// runsc clone3 is therefore allowed: the namespaces it could make are
+// gVisor's, not the host's.
+func seccompProfile(caps []string, flavour string) *specs.LinuxSeccomp {
 	eperm, enosys := uint(unix.EPERM), uint(unix.ENOSYS)
 	s := &specs.LinuxSeccomp{
 		DefaultAction:   specs.ActErrno,
@@ -124,6 +130,9 @@ func seccompProfile(caps []string) *specs.LinuxSeccomp {
 			}},
 			{Names: []string{"clone3"}, Action: specs.ActErrno, ErrnoRet: &enosys},
 		},
+	}
+	if flavour == flavourRunsc {
+		s.Syscalls[len(s.Syscalls)-1] = specs.LinuxSyscall{Names: []string{"clone3"}, Action: specs.ActAllow}
 	}
 	// personality: only the harmless personas (Linux, Linux32 with
 	// UNAME26 and ADDR_NO_RANDOMIZE variants, and the query).

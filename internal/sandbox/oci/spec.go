@@ -229,7 +229,7 @@ func ociSpec(b *bundleSpec) (*specs.Spec, error) {
 			Resources:     res,
 			CgroupsPath:   b.cgroupsPath,
 			Namespaces:    namespaces,
-			Seccomp:       seccompProfile(caps),
+			Seccomp:       seccompProfile(caps, b.flavour),
 			MaskedPaths:   maskedPaths,
 			ReadonlyPaths: readonlyPaths,
 		},
@@ -237,13 +237,24 @@ func ociSpec(b *bundleSpec) (*specs.Spec, error) {
 	return spec, nil
 }
 
-// agentArgs is the sandbox's init: the agent, told where to listen and,
-// for a custom sandbox, what to run. (The agent learns nothing else from
-// its command line yet: the kernels of the built-in kinds are to be wired
-// by flags once the agent has them.)
+// agentArgs is the sandbox's init: the agent, told where to listen, which
+// kernel to start before any request (python and node kinds, with the
+// modules a python kernel pre-imports), and, for a custom sandbox, what to
+// run.
 func agentArgs(b *bundleSpec) ([]string, error) {
 	s := b.spec
 	args := []string{agentPath, "agent", "--socket", agentSocket}
+	if lang := kernelOf(s.Kind); lang != "" {
+		args = append(args, "--kernel", lang)
+	}
+	if s.Kind == sandbox.KindPython && len(s.PreImport) > 0 {
+		for _, m := range s.PreImport {
+			if m == "" || strings.ContainsAny(m, ", \t\n") {
+				return nil, fmt.Errorf("pre-import %q: not a module name", m)
+			}
+		}
+		args = append(args, "--pre-import", strings.Join(s.PreImport, ","))
+	}
 	if s.Kind == sandbox.KindCustom {
 		if s.TargetPort > 0 {
 			args = append(args, "--target-port", strconv.Itoa(s.TargetPort))
@@ -256,6 +267,17 @@ func agentArgs(b *bundleSpec) ([]string, error) {
 		args = append(args, cmd...)
 	}
 	return args, nil
+}
+
+// kernelOf is the kernel a kind of sandbox keeps warm ("" for none).
+func kernelOf(kind string) string {
+	switch kind {
+	case sandbox.KindPython:
+		return "python"
+	case sandbox.KindNode:
+		return "node"
+	}
+	return ""
 }
 
 // imageCommand applies Docker's rules: Command replaces the entrypoint
