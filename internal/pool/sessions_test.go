@@ -223,7 +223,7 @@ func TestSameIdentifierBurst(t *testing.T) {
 }
 
 // TestManySessions: 200 identifiers at once on a pool of 200 with a small
-// warm set; each runs commands; nothing fails, the invariant holds, and
+// warm set; each runs 20 commands; nothing fails, the invariant holds, and
 // deleting the pool leaves nothing behind.
 func TestManySessions(t *testing.T) {
 	if testing.Short() {
@@ -232,16 +232,17 @@ func TestManySessions(t *testing.T) {
 	tests := []struct {
 		containerType string
 		n, ready      int32
+		runs          int
 	}{
-		{model.ContainerTypeShell, 200, 5},
-		{model.ContainerTypePythonLTS, 24, 3}, // a kernel each: fewer
+		{model.ContainerTypeShell, 200, 5, 20},
+		{model.ContainerTypePythonLTS, 24, 3, 3}, // a kernel each: fewer
 	}
 	for _, tt := range tests {
-		t.Run(tt.containerType, func(t *testing.T) { testManySessions(t, tt.containerType, int(tt.n), tt.ready) })
+		t.Run(tt.containerType, func(t *testing.T) { testManySessions(t, tt.containerType, int(tt.n), tt.ready, tt.runs) })
 	}
 }
 
-func testManySessions(t *testing.T, containerType string, n int, ready int32) {
+func testManySessions(t *testing.T, containerType string, n int, ready int32, runs int) {
 	ctx := context.Background()
 	st := newStore(t)
 	rt, _ := newRuntime(t)
@@ -258,7 +259,7 @@ func testManySessions(t *testing.T, containerType string, n int, ready int32) {
 				errs <- fmt.Errorf("Acquire %s: %w", ident, err)
 				return
 			}
-			for j := range 3 {
+			for j := range runs {
 				want := fmt.Sprintf("%s-%d", ident, j)
 				var got string
 				if containerType == model.ContainerTypePythonLTS {
