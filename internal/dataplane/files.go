@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tidepool-dev/tidepool/internal/agent/client"
 	"github.com/tidepool-dev/tidepool/internal/agent/wire"
 	"github.com/tidepool-dev/tidepool/internal/arm"
 )
@@ -222,20 +223,29 @@ func (h *Handler) fileMetadata(w http.ResponseWriter, req *request, name string)
 	return nil
 }
 
-// download answers GET files/content/{name} (v1) and files/{name}/content
-// (v2): the raw bytes, streamed.
-func (h *Handler) download(w http.ResponseWriter, req *request, name string) error {
+// openFile opens the session's file name for reading.
+func (h *Handler) openFile(req *request, name string) (*client.FileReader, error) {
 	p, err := req.filePath(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sess, err := h.acquire(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	f, err := sess.Agent.ReadFile(req.r.Context(), p)
 	if err != nil {
-		return fromAgent(err)
+		return nil, fromAgent(err)
+	}
+	return f, nil
+}
+
+// download answers GET files/content/{name} (v1) and files/{name}/content
+// (v2): the raw bytes, streamed.
+func (h *Handler) download(w http.ResponseWriter, req *request, name string) error {
+	f, err := h.openFile(req, name)
+	if err != nil {
+		return err
 	}
 	defer f.Close()
 	hd := w.Header()
@@ -259,17 +269,9 @@ func (h *Handler) download(w http.ResponseWriter, req *request, name string) err
 // downloadBase64 answers POST files/{name}:downloadFile (2024-09-01
 // swagger): {"content": base64}.
 func (h *Handler) downloadBase64(w http.ResponseWriter, req *request, name string) error {
-	p, err := req.filePath(name)
+	f, err := h.openFile(req, name)
 	if err != nil {
 		return err
-	}
-	sess, err := h.acquire(req)
-	if err != nil {
-		return err
-	}
-	f, err := sess.Agent.ReadFile(req.r.Context(), p)
-	if err != nil {
-		return fromAgent(err)
 	}
 	defer f.Close()
 	if f.Size > h.maxUpload {
