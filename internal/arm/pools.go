@@ -208,15 +208,7 @@ func (s *Server) patchSessionPool(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	op, err := s.startOperation(ctx, "patch", pid)
-	if err != nil {
-		return err
-	}
-	s.rec.Enqueue(pid)
-	w.Header().Set("Location", s.operationURL(id.Subscription, "Microsoft.App", p.Location, "operationResults", op.ID, string(v)))
-	w.Header().Set("Azure-AsyncOperation", s.operationURL(id.Subscription, "Microsoft.App", p.Location, "operationStatuses", op.ID, string(v)))
-	w.WriteHeader(http.StatusAccepted)
-	return nil
+	return s.acceptPoolOperation(w, r, "patch", id, p.Location, v)
 }
 
 func (s *Server) deleteSessionPool(w http.ResponseWriter, r *http.Request) error {
@@ -253,13 +245,21 @@ func (s *Server) deleteSessionPool(w http.ResponseWriter, r *http.Request) error
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
-	op, err := s.startOperation(ctx, "delete", pid)
+	return s.acceptPoolOperation(w, r, "delete", id, p.Location, v)
+}
+
+// acceptPoolOperation records an operation of kind on the pool of id, hands
+// the pool to the controller, and answers 202 with the Location and
+// Azure-AsyncOperation URLs clients poll.
+func (s *Server) acceptPoolOperation(w http.ResponseWriter, r *http.Request, kind string, id *model.ResourceID, location string, v model.APIVersion) error {
+	pid := PoolID(id.Subscription, id.ResourceGroup, id.Names[0])
+	op, err := s.startOperation(r.Context(), kind, pid)
 	if err != nil {
 		return err
 	}
 	s.rec.Enqueue(pid)
-	w.Header().Set("Location", s.operationURL(id.Subscription, "Microsoft.App", p.Location, "operationResults", op.ID, string(v)))
-	w.Header().Set("Azure-AsyncOperation", s.operationURL(id.Subscription, "Microsoft.App", p.Location, "operationStatuses", op.ID, string(v)))
+	w.Header().Set("Location", s.operationURL(id.Subscription, "Microsoft.App", location, "operationResults", op.ID, string(v)))
+	w.Header().Set("Azure-AsyncOperation", s.operationURL(id.Subscription, "Microsoft.App", location, "operationStatuses", op.ID, string(v)))
 	w.WriteHeader(http.StatusAccepted)
 	return nil
 }
