@@ -39,7 +39,13 @@ func newRuntime(name, dataDir string, log *slog.Logger) (sandbox.Runtime, error)
 	if err := makeSearchable(dataDir); err != nil {
 		return nil, err
 	}
-	images, err := image.NewStore(filepath.Join(dataDir, "images"), image.WithLogger(log))
+	imageOpts := []image.Option{image.WithLogger(log)}
+	if name != "runsc" {
+		// runc and crun run sandboxes in a user namespace whose ids start
+		// at oci.DefaultIDBase on the host; gVisor maps ids itself.
+		imageOpts = append(imageOpts, image.WithIDShift(oci.DefaultIDBase))
+	}
+	images, err := image.NewStore(filepath.Join(dataDir, "images"), imageOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("open image store: %w", err)
 	}

@@ -30,6 +30,7 @@ type options struct {
 	platform   v1.Platform
 	maxSize    int64
 	maxEntries int64
+	idShift    uint32
 }
 
 func defaultOptions() options {
@@ -117,6 +118,18 @@ func WithMaxEntries(n int) Option {
 			return fmt.Errorf("WithMaxEntries: %d: must be positive", n)
 		}
 		o.maxEntries = int64(n)
+		return nil
+	}
+}
+
+// WithIDShift adds base to every uid and gid an image's files are owned by
+// when it is unpacked (as root). Sandboxes in a user namespace whose ids 0..n
+// are host ids base..base+n see the files as the image meant them; without
+// the shift they look like nobody's. Images unpacked with different shifts
+// are kept apart. The default, 0, keeps the image's ids.
+func WithIDShift(base uint32) Option {
+	return func(o *options) error {
+		o.idShift = base
 		return nil
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -133,8 +134,13 @@ func (s *Store) tmpDir() string { return filepath.Join(s.root, "tmp") }
 
 // rootfsPath is where the image with manifest digest h is unpacked. The
 // name avoids ':', which overlayfs mount options cannot take unescaped.
+// With an id shift, the shift is part of the name.
 func (s *Store) rootfsPath(h v1.Hash) string {
-	return filepath.Join(s.root, "rootfs", h.Algorithm+"-"+h.Hex)
+	name := h.Algorithm + "-" + h.Hex
+	if s.opts.idShift != 0 {
+		name += "-ids" + strconv.FormatUint(uint64(s.opts.idShift), 10)
+	}
+	return filepath.Join(s.root, "rootfs", name)
 }
 
 // Pull resolves ref, downloads the blobs not yet cached, unpacks the image
@@ -401,6 +407,7 @@ func (s *Store) unpack(ctx context.Context, d v1.Hash, m *v1.Manifest, cf *v1.Co
 	}
 	defer root.Close()
 	u := newUnpacker(root, limits{maxSize: s.opts.maxSize, maxEntries: s.opts.maxEntries}, s.chown, s.opts.logger)
+	u.idShift = int64(s.opts.idShift)
 	for i, l := range m.Layers {
 		if err := s.applyLayer(ctx, u, l, cf.RootFS.DiffIDs[i]); err != nil {
 			if ctx.Err() != nil {
@@ -514,6 +521,7 @@ func (s *Store) collectLocked() error {
 		if !ok {
 			continue
 		}
+		hexPart, _, _ = strings.Cut(hexPart, "-") // an id shift's suffix
 		h := v1.Hash{Algorithm: "sha256", Hex: hexPart}
 		if checkDigest(h) != nil {
 			continue

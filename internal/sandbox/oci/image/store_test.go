@@ -850,3 +850,58 @@ func TestConcurrentPullRemove(t *testing.T) {
 		t.Errorf("tmp holds %d entries", len(entries))
 	}
 }
+
+// TestPullIDShift: with an id shift, files belong to the shifted host ids,
+// and the shifted rootfs is kept apart from an unshifted one of the same
+// image in the same store.
+func TestPullIDShift(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("ownership needs root")
+	}
+	dir := filepath.Join(t.TempDir(), "layout")
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendImage(appImage(t)); err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	const shift = 1 << 30
+	owner := func(img *Image, name string) (uint32, uint32) {
+		t.Helper()
+		fi, err := os.Lstat(filepath.Join(img.RootFS, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		return st.Uid, st.Gid
+	}
+	shifted, err := newStore(t, root, WithIDShift(shift)).Pull(t.Context(), "oci-layout:"+dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := newStore(t, root).Pull(t.Context(), "oci-layout:"+dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shifted.RootFS == plain.RootFS {
+		t.Fatalf("shifted and plain images share %s", plain.RootFS)
+	}
+	for _, tt := range []struct {
+		img      *Image
+		name     string
+		uid, gid uint32
+	}{
+		{shifted, "srv", shift + 1000, shift + 1000},
+		{shifted, "srv/index.html", shift + 1000, shift + 1000},
+		{shifted, "bin/server", shift, shift},
+		{shifted, "bin/sh", shift, shift},
+		{plain, "srv", 1000, 1000},
+		{plain, "bin/server", 0, 0},
+	} {
+		if uid, gid := owner(tt.img, tt.name); uid != tt.uid || gid != tt.gid {
+			t.Errorf("%s in %s: owner %d:%d, want %d:%d", tt.name, filepath.Base(tt.img.RootFS), uid, gid, tt.uid, tt.gid)
+		}
+	}
+}

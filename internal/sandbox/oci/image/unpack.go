@@ -56,7 +56,9 @@ type unpacker struct {
 	root  *os.Root
 	lim   limits
 	chown bool // apply uid/gid from the tar headers (needs root)
-	log   *slog.Logger
+	// idShift is added to those ids (see WithIDShift).
+	idShift int64
+	log     *slog.Logger
 
 	read    int64 // uncompressed tar bytes read
 	written int64 // file content bytes written
@@ -228,7 +230,7 @@ func (u *unpacker) writeFile(full string, hdr *tar.Header, r io.Reader) (err err
 	if hdr.Size > u.lim.maxSize-u.written {
 		return fmt.Errorf("files larger than %d bytes in all: %w", u.lim.maxSize, errUnsafe)
 	}
-	uid, gid, err := owner(hdr)
+	uid, gid, err := u.owner(hdr)
 	if err != nil {
 		return err
 	}
@@ -269,7 +271,7 @@ func (u *unpacker) symlink(full string, hdr *tar.Header) error {
 	if hdr.Linkname == "" || len(hdr.Linkname) > maxPathLen || strings.IndexByte(hdr.Linkname, 0) >= 0 {
 		return fmt.Errorf("invalid symlink target: %w", errUnsafe)
 	}
-	uid, gid, err := owner(hdr)
+	uid, gid, err := u.owner(hdr)
 	if err != nil {
 		return err
 	}
@@ -412,7 +414,7 @@ func (u *unpacker) finish() error {
 		hdr := dh.hdr
 		mode := fileMode(hdr)
 		if u.chown {
-			uid, gid, err := owner(hdr)
+			uid, gid, err := u.owner(hdr)
 			if err != nil {
 				return fmt.Errorf("entry %q: %w", truncate(hdr.Name), err)
 			}
@@ -610,11 +612,13 @@ func fileMode(hdr *tar.Header) fs.FileMode {
 	return m
 }
 
-func owner(hdr *tar.Header) (uid, gid int, err error) {
-	if hdr.Uid < 0 || hdr.Gid < 0 || int64(hdr.Uid) >= math.MaxUint32 || int64(hdr.Gid) >= math.MaxUint32 {
+// owner returns the host ids an entry's file gets: the header's, shifted.
+func (u *unpacker) owner(hdr *tar.Header) (uid, gid int, err error) {
+	huid, hgid := int64(hdr.Uid)+u.idShift, int64(hdr.Gid)+u.idShift
+	if hdr.Uid < 0 || hdr.Gid < 0 || huid >= math.MaxUint32 || hgid >= math.MaxUint32 {
 		return 0, 0, fmt.Errorf("invalid owner %d:%d: %w", hdr.Uid, hdr.Gid, errUnsafe)
 	}
-	return hdr.Uid, hdr.Gid, nil
+	return int(huid), int(hgid), nil
 }
 
 func accessTime(hdr *tar.Header) time.Time {
