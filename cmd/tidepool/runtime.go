@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,6 +50,7 @@ func newRuntime(name, dataDir string, log *slog.Logger) (sandbox.Runtime, error)
 	if err != nil {
 		return nil, fmt.Errorf("open image store: %w", err)
 	}
+	warnIfDynamic(log)
 	rt, err := oci.New(filepath.Join(dataDir, "sandboxes"),
 		oci.WithBinary(name), oci.WithImageStore(imageStore{images}), oci.WithLogger(log))
 	if errors.Is(err, sandbox.ErrRuntimeMissing) {
@@ -91,4 +93,25 @@ func makeSearchable(dir string) error {
 		}
 	}
 	return nil
+}
+
+// warnIfDynamic warns when this binary, which every sandbox runs as its
+// agent, needs a dynamic loader: images without the host's libc cannot run
+// it. `make build` links statically (CGO_ENABLED=0).
+func warnIfDynamic(log *slog.Logger) {
+	exe, err := os.Executable()
+	if err != nil {
+		return
+	}
+	f, err := elf.Open(exe)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			log.Warn("this tidepool binary is dynamically linked: CustomContainer images without a matching libc cannot run its agent", "binary", exe, "hint", "build with CGO_ENABLED=0 (make build)")
+			return
+		}
+	}
 }
