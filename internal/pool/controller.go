@@ -30,6 +30,7 @@ type Controller struct {
 	flushEvery    time.Duration // period of last-activity writes on clock
 	createTimeout time.Duration
 	metrics       *Metrics // nil: none
+	preImport     []string // modules warm Python kernels import
 
 	// base is the context of background work (warm starts, destroys);
 	// Run cancels it when it returns, then waits for bg.
@@ -78,6 +79,13 @@ func WithClock(clk Clock) Option { return func(c *Controller) { c.clock = clk } 
 // WithRetry sets how long a failed reconcile, or a pool whose sandboxes
 // fail to start, waits before it tries again (default 1s).
 func WithRetry(d time.Duration) Option { return func(c *Controller) { c.retry = d } }
+
+// WithPreImport names the Python modules warm PythonLTS kernels import
+// before any claim (default none: docs/preimport.md weighs the memory
+// against the first-use latency).
+func WithPreImport(modules ...string) Option {
+	return func(c *Controller) { c.preImport = modules }
+}
 
 // WithRuntime makes the controller run sandboxes on rt: warm sets,
 // sessions, lifecycle. Without it (the default) pools only move through

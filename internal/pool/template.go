@@ -54,7 +54,7 @@ type poolConfig struct {
 
 // newPoolConfig derives the configuration of p. It fails when the pool
 // refers to something it lacks (a secret).
-func newPoolConfig(poolID string, p *model.SessionPool) (*poolConfig, error) {
+func newPoolConfig(poolID string, p *model.SessionPool, preImport []string) (*poolConfig, error) {
 	pr := p.Properties
 	if pr == nil {
 		pr = &model.PoolProperties{}
@@ -155,6 +155,7 @@ func newPoolConfig(poolID string, p *model.SessionPool) (*poolConfig, error) {
 		}
 	default: // PythonLTS, and what Normalize leaves empty
 		spec.Kind = sandbox.KindPython
+		spec.PreImport = preImport
 	}
 	if n := pr.SessionNetworkConfiguration; n != nil {
 		spec.EgressEnabled = strings.EqualFold(n.Status, model.EgressEnabled)

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +34,7 @@ func customPool(mut func(*model.SessionPool)) *model.SessionPool {
 }
 
 func TestNewPoolConfig(t *testing.T) {
-	base, err := newPoolConfig(poolID, customPool(nil))
+	base, err := newPoolConfig(poolID, customPool(nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +76,7 @@ func TestNewPoolConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := newPoolConfig(poolID, customPool(tt.mut))
+			cfg, err := newPoolConfig(poolID, customPool(tt.mut), nil)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("newPoolConfig = %v, want an error with %q", err, tt.wantErr)
@@ -102,7 +103,7 @@ func TestNewPoolConfigBuiltin(t *testing.T) {
 	for _, tt := range tests {
 		p := &model.SessionPool{Properties: &model.PoolProperties{ContainerType: tt.containerType}}
 		p.Normalize()
-		cfg, err := newPoolConfig(poolID, p)
+		cfg, err := newPoolConfig(poolID, p, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -127,6 +128,38 @@ func TestParseMemory(t *testing.T) {
 	for _, bad := range []string{"", "Gi", "-1Gi", "lots"} {
 		if _, err := parseMemory(bad); err == nil {
 			t.Errorf("parseMemory(%q) succeeded", bad)
+		}
+	}
+}
+
+// TestNewPoolConfigPreImport: the server's pre-import list reaches Python
+// sandboxes only, and is part of the template (changing it rolls the
+// ready set).
+func TestNewPoolConfigPreImport(t *testing.T) {
+	mods := []string{"numpy", "pandas"}
+	for _, tt := range []struct {
+		containerType string
+		want          []string
+	}{
+		{model.ContainerTypePythonLTS, mods},
+		{model.ContainerTypeNodeLTS, nil},
+		{model.ContainerTypeShell, nil},
+	} {
+		p := &model.SessionPool{Properties: &model.PoolProperties{ContainerType: tt.containerType}}
+		p.Normalize()
+		with, err := newPoolConfig(poolID, p, mods)
+		if err != nil {
+			t.Fatal(err)
+		}
+		without, err := newPoolConfig(poolID, p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(with.spec.PreImport, tt.want) {
+			t.Errorf("%s: PreImport = %q, want %q", tt.containerType, with.spec.PreImport, tt.want)
+		}
+		if changed := with.hash != without.hash; changed != (tt.want != nil) {
+			t.Errorf("%s: template hash changed = %v, want %v", tt.containerType, changed, tt.want != nil)
 		}
 	}
 }

@@ -53,6 +53,9 @@ type Config struct {
 	// only move through their provisioning states and the data plane has
 	// no sessions to offer.
 	Runtime sandbox.Runtime
+	// PythonPreImport names the modules warm PythonLTS kernels import
+	// before any claim; nil imports none.
+	PythonPreImport []string
 	// MetricsListener, when set, serves Prometheus metrics at GET /metrics,
 	// without authentication, and nothing else; Run serves it and closes
 	// it. Nil means the metrics are not served (MetricsHandler still
@@ -148,7 +151,7 @@ func (s *Server) init(ctx context.Context) error {
 	if s.dpMetrics, err = dataplane.NewMetrics(s.metrics); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	opts := []pool.Option{pool.WithLogger(s.log), pool.WithMetrics(poolMetrics)}
+	opts := []pool.Option{pool.WithLogger(s.log), pool.WithMetrics(poolMetrics), pool.WithPreImport(s.cfg.PythonPreImport...)}
 	if s.cfg.Runtime != nil {
 		opts = append(opts, pool.WithRuntime(s.cfg.Runtime))
 	}
