@@ -146,6 +146,21 @@ func (s *Server) operationURL(sub, namespace, location, kind, opID, apiVersion s
 		s.publicURL, url.PathEscape(sub), namespace, url.PathEscape(loc), kind, opID, url.QueryEscape(apiVersion))
 }
 
+// listScope selects resources of typ for a list request in a resource
+// group (which must exist) or, recursively, in a subscription.
+func (s *Server) listScope(r *http.Request, typ string) (store.ListOptions, error) {
+	id, err := model.ParseResourceID(r.URL.Path)
+	if err != nil {
+		return store.ListOptions{}, unknownRoute(r)
+	}
+	if id.ResourceGroup != "" {
+		_, err := s.requireGroup(r.Context(), id, false)
+		return store.ListOptions{Type: typ, Scope: id.ResourceGroupID()}, err
+	}
+	err = s.requireSubscription(r.Context(), id.Subscription)
+	return store.ListOptions{Type: typ, Scope: id.SubscriptionID(), Recursive: true}, err
+}
+
 // listPage answers a list request with one page of items selected by opts,
 // rendered by render, and a nextLink when more remain.
 func (s *Server) listPage(w http.ResponseWriter, r *http.Request, opts store.ListOptions, render func(store.Resource) (any, error)) error {

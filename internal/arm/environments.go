@@ -151,17 +151,8 @@ func (s *Server) listManagedEnvironments(w http.ResponseWriter, r *http.Request)
 	if _, err := apiVersion(r, nil); err != nil {
 		return err
 	}
-	id, err := model.ParseResourceID(r.URL.Path)
+	opts, err := s.listScope(r, model.ManagedEnvironmentType)
 	if err != nil {
-		return unknownRoute(r)
-	}
-	opts := store.ListOptions{Type: model.ManagedEnvironmentType, Scope: id.SubscriptionID(), Recursive: true}
-	if id.ResourceGroup != "" {
-		if _, err := s.requireGroup(r.Context(), id, false); err != nil {
-			return err
-		}
-		opts.Scope, opts.Recursive = id.ResourceGroupID(), false
-	} else if err := s.requireSubscription(r.Context(), id.Subscription); err != nil {
 		return err
 	}
 	return s.listPage(w, r, opts, func(res store.Resource) (any, error) {
