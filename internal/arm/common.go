@@ -71,6 +71,15 @@ func (s *Server) requireGroup(ctx context.Context, id *model.ResourceID, forWrit
 	return &g, nil
 }
 
+// checkTracked checks what every tracked resource's PUT carries: a
+// location, and tags within ARM's limits.
+func checkTracked(location string, tags map[string]string) error {
+	if strings.TrimSpace(location) == "" {
+		return &Error{Status: http.StatusBadRequest, Code: "LocationRequired", Target: "location", Message: "The location property is required for this definition."}
+	}
+	return model.ValidateTags(tags)
+}
+
 // systemData returns the systemData for a write by the request's caller,
 // keeping the creation fields of prev.
 func (s *Server) systemData(ctx context.Context, prev *model.SystemData) *model.SystemData {

@@ -70,10 +70,7 @@ func (s *Server) putManagedEnvironment(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return err
 	}
-	if strings.TrimSpace(env.Location) == "" {
-		return &Error{Status: http.StatusBadRequest, Code: "LocationRequired", Target: "location", Message: "The location property is required for this definition."}
-	}
-	if err := model.ValidateTags(env.Tags); err != nil {
+	if err := checkTracked(env.Location, env.Tags); err != nil {
 		return err
 	}
 	var old model.ManagedEnvironment

@@ -107,10 +107,7 @@ func (s *Server) putResourceGroup(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	if strings.TrimSpace(g.Location) == "" {
-		return &Error{Status: http.StatusBadRequest, Code: "LocationRequired", Target: "location", Message: "The location property is required for this definition."}
-	}
-	if err := model.ValidateTags(g.Tags); err != nil {
+	if err := checkTracked(g.Location, g.Tags); err != nil {
 		return err
 	}
 	old, version, err := s.loadGroup(r, id)
