@@ -63,9 +63,7 @@ func (p *SessionPool) Patch(body []byte) (*SessionPool, error) {
 				}
 				continue
 			}
-			if err := patchProperties(&e, doc, props, p); err != nil {
-				return nil, err
-			}
+			patchProperties(&e, doc, props, p)
 		}
 	}
 	if err := e.err(); err != nil {
@@ -83,7 +81,7 @@ func (p *SessionPool) Patch(body []byte) (*SessionPool, error) {
 	return out, nil
 }
 
-func patchProperties(e *errs, doc, props map[string]any, old *SessionPool) error {
+func patchProperties(e *errs, doc, props map[string]any, old *SessionPool) {
 	stored, _ := getFold(doc, "properties").(map[string]any)
 	if stored == nil {
 		stored = map[string]any{}
@@ -117,7 +115,6 @@ func patchProperties(e *errs, doc, props map[string]any, old *SessionPool) error
 			}
 		}
 	}
-	return nil
 }
 
 // lifecycleType returns dynamicPoolConfiguration.lifecycleConfiguration.lifecycleType.
