@@ -263,6 +263,11 @@ type containerState struct {
 // list returns the containers the runtime knows, by id.
 func (c *cli) list(ctx context.Context) (map[string]containerState, error) {
 	out, err := c.run(ctx, "list", "--format", "json")
+	// runc list stats each container's state directory in turn: one deleted
+	// meanwhile fails the whole listing. Another try sees it gone.
+	for try := 0; try < 5 && err != nil && strings.Contains(err.Error(), "no such file or directory"); try++ {
+		out, err = c.run(ctx, "list", "--format", "json")
+	}
 	if err != nil {
 		return nil, err
 	}
