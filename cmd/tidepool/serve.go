@@ -94,6 +94,7 @@ Get a token:
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key file (PEM)")
 	f.IntVar(&cfg.PageSize, "page-size", 1000, "largest page a list answers before it returns a nextLink")
 	f.BoolVar(&cfg.AllowHyphenatedPoolNames, "allow-hyphenated-pool-names", false, "accept the CLI's pool name rule (hyphens, up to 32 characters) besides the API's")
+	f.BoolVar(&cfg.StrictAudiences, "strict-audiences", false, "refuse management-audience tokens on the data plane (only https://dynamicsessions.io tokens open it)")
 	f.StringSliceVar(&cfg.PythonPreImport, "python-preimport", nil, "modules warm Python kernels import before any claim, e.g. numpy,pandas,matplotlib.pyplot (default none; see docs/preimport.md)")
 	f.StringVar(&runtimeName, "runtime", "auto", "sandbox runtime: auto (runc as root when installed), runc, crun, runsc, or none")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")

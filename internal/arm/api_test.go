@@ -23,6 +23,7 @@ import (
 	"github.com/tidepool-dev/tidepool/internal/auth"
 	"github.com/tidepool-dev/tidepool/internal/model"
 	"github.com/tidepool-dev/tidepool/internal/pool"
+	"github.com/tidepool-dev/tidepool/internal/rbac"
 	"github.com/tidepool-dev/tidepool/internal/store"
 )
 
@@ -121,8 +122,19 @@ func newTestAPIIn(t testing.TB, dir string, configure ...func(*armConfig)) *test
 		}
 	})
 
+	// The test principal is Owner everywhere, as the bootstrap admin is.
+	if err := st.PutPrincipal(ctx, testPrincipal); err != nil {
+		t.Fatalf("PutPrincipal: %v", err)
+	}
+	owner := rbac.Assignment{ID: rbac.AssignmentID("/", "00000000-0000-0000-0000-00000000000a"), Name: "00000000-0000-0000-0000-00000000000a",
+		Scope: "/", RoleID: rbac.OwnerID, PrincipalID: testPrincipal.ObjectID, Type: "ServicePrincipal"}
+	if err := rbac.Assign(ctx, st, owner); err != nil {
+		t.Fatalf("Assign: %v", err)
+	}
+
 	g := &gate{ctl: ctl}
-	cfg := arm.Config{Store: st, Auth: issuer, Reconciler: g, PublicURL: base, TenantID: testTenant}
+	authz := rbac.NewAuthorizer(st)
+	cfg := arm.Config{Store: st, Auth: issuer, Authorizer: authz, Reconciler: g, PublicURL: base, TenantID: testTenant}
 	for _, c := range configure {
 		c(&cfg)
 	}
@@ -419,12 +431,19 @@ func poolsInSub(version string) string {
 
 // Setup through the API.
 
+// createGroup creates the group rg and in it the user-assigned identity
+// "uami", which the full pool bodies name.
 func (a *testAPI) createGroup(rg, location string) {
 	a.t.Helper()
 	r := a.do("PUT", groupPath(rg), map[string]any{"location": location}, nil)
 	if r.Status != http.StatusCreated && r.Status != http.StatusOK {
 		a.t.Fatalf("%s: want 200 or 201", r)
 	}
+	a.must(http.StatusCreated, "PUT", identityPath(rg, "uami"), map[string]any{"location": location})
+}
+
+func identityPath(rg, name string) string {
+	return "/subscriptions/" + testSub + "/resourceGroups/" + rg + "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/" + name + "?api-version=2023-01-31"
 }
 
 func (a *testAPI) createEnv(rg, name string) {

@@ -197,7 +197,16 @@ func (s *Server) listPage(w http.ResponseWriter, r *http.Request, opts store.Lis
 		Value    []any   `json:"value"`
 		NextLink *string `json:"nextLink"`
 	}{Value: []any{}}
+	filter := listFilter(r.Context())
 	for _, res := range page.Items {
+		if filter != "" {
+			if err := s.authorize(r.Context(), res.ID, filter); err != nil {
+				if _, denied := err.(*Error); denied {
+					continue
+				}
+				return err
+			}
+		}
 		v, err := render(res)
 		if err != nil {
 			return err

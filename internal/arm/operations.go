@@ -43,6 +43,10 @@ func (s *Server) getOperation(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("get operation %s: %w", opID, err)
 	}
+	// Whoever may read the resource may follow its operations.
+	if err := s.authorize(r.Context(), op.ResourceID, readAction(op.ResourceID)); err != nil {
+		return err
+	}
 	if op, err = s.awaitOperation(r.Context(), op); err != nil {
 		return err
 	}
@@ -131,4 +135,16 @@ func (s *Server) writeOperationResult(w http.ResponseWriter, r *http.Request, op
 	}
 	writeJSON(w, http.StatusOK, p.ForVersion(v))
 	return nil
+}
+
+// readAction is the action that reads the resource id names.
+func readAction(resourceID string) string {
+	id, err := model.ParseResourceID(resourceID)
+	switch {
+	case err != nil:
+		return "*/read"
+	case id.Namespace == "" && id.ResourceGroup != "":
+		return groupActions + "/read"
+	}
+	return id.ResourceType() + "/read"
 }

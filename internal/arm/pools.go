@@ -164,6 +164,9 @@ func (s *Server) replacePool(ctx context.Context, v model.APIVersion, id *model.
 		return nil, nil, err
 	}
 	s.fillPool(ctx, p, id, old)
+	if err := s.checkPoolIdentities(ctx, p); err != nil {
+		return nil, nil, err
+	}
 	if err := s.putResource(ctx, pid, model.SessionPoolType, id.ResourceGroupID(), version, p); err != nil {
 		return nil, nil, err
 	}
@@ -203,6 +206,9 @@ func (s *Server) patchSessionPool(w http.ResponseWriter, r *http.Request) error 
 			return err
 		}
 		s.fillPool(ctx, p, id, old)
+		if err := s.checkPoolIdentities(ctx, p); err != nil {
+			return err
+		}
 		return s.putResource(ctx, pid, model.SessionPoolType, id.ResourceGroupID(), version, p)
 	})
 	if err != nil {

@@ -7,19 +7,24 @@ import (
 	"github.com/tidepool-dev/tidepool/internal/model"
 )
 
-// route dispatches by path. Keywords, namespaces and types match
-// case-insensitively; empty segments ("//") and a trailing slash are ignored.
+// route dispatches by path and checks the caller's access before any
+// handler runs. Keywords, namespaces and types match case-insensitively;
+// empty segments ("//") and a trailing slash are ignored.
 func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 	segs := splitPath(r.URL.Path)
 	switch {
 	case len(segs) == 1 && eq(segs[0], "subscriptions"):
-		return s.methods(w, r, handlers{get: s.listSubscriptions})
-	case len(segs) == 3 && eq(segs[0], "providers") && eq(segs[1], "Microsoft.App") && eq(segs[2], "operations"):
-		return s.methods(w, r, handlers{get: s.listOperations})
+		// Lists the subscriptions the caller has any access in.
+		return s.methods(w, r, access{open: true}, handlers{get: s.listSubscriptions})
+	case len(segs) == 3 && eq(segs[0], "providers") && eq(segs[2], "operations"):
+		return s.methods(w, r, access{open: true}, handlers{get: s.listOperations})
 	case len(segs) == 3 && eq(segs[0], "subscriptions") && eq(segs[2], "resourceGroups"):
-		return s.methods(w, r, handlers{get: s.listResourceGroups})
+		return s.methods(w, r, access{scope: "/subscriptions/" + segs[1], typ: groupActions, list: true}, handlers{get: s.listResourceGroups})
 	case len(segs) == 3 && eq(segs[0], "subscriptions") && eq(segs[2], "providers"):
-		return s.methods(w, r, handlers{get: s.listProviders})
+		return s.methods(w, r, access{open: true}, handlers{get: s.listProviders})
+	}
+	if k := authorizationSegment(segs); k >= 0 {
+		return s.routeAuthorization(w, r, segs[:k], segs[k+2:])
 	}
 	id, err := model.ParseResourceID(r.URL.Path)
 	if err != nil {
@@ -27,9 +32,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 	}
 	if id.Namespace == "" {
 		if id.ResourceGroup == "" {
-			return s.methods(w, r, handlers{get: s.getSubscription})
+			return s.methods(w, r, access{open: true}, handlers{get: s.getSubscription})
 		}
-		return s.methods(w, r, handlers{
+		return s.methods(w, r, access{scope: cleanPath(r), typ: groupActions}, handlers{
 			get: s.getResourceGroup, head: s.headResourceGroup, put: s.putResourceGroup,
 			patch: s.patchResourceGroup, del: s.deleteResourceGroup,
 		})
@@ -37,30 +42,57 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 	types := id.Types
 	switch {
 	case len(types) == 0 && id.ResourceGroup == "":
-		return s.methods(w, r, handlers{get: s.getProvider})
+		return s.methods(w, r, access{open: true}, handlers{get: s.getProvider})
 	case len(types) == 1 && eq(types[0], "register") && len(id.Names) == 0 && id.ResourceGroup == "":
-		return s.methods(w, r, handlers{post: s.getProvider})
+		return s.methods(w, r, access{scope: id.SubscriptionID(), action: id.Namespace + "/register/action"}, handlers{post: s.getProvider})
 	case len(types) == 2 && eq(types[0], "locations") && len(id.Names) == 2 && id.ResourceGroup == "" &&
 		(eq(types[1], "operationStatuses") || eq(types[1], "operationResults")):
-		return s.methods(w, r, handlers{get: s.getOperation})
-	}
-	if !eq(id.Namespace, "Microsoft.App") || len(types) == 0 {
-		return unknownRoute(r)
+		// getOperation checks access to the operation's resource.
+		return s.methods(w, r, access{open: true}, handlers{get: s.getOperation})
 	}
 	switch {
-	case eq(types[0], "sessionPools") && len(types) == 1 && id.IsCollection():
-		return s.methods(w, r, handlers{get: s.listSessionPools})
-	case eq(types[0], "sessionPools") && len(types) == 1 && id.ResourceGroup != "":
-		return s.methods(w, r, handlers{get: s.getSessionPool, put: s.putSessionPool, patch: s.patchSessionPool, del: s.deleteSessionPool})
-	case eq(types[0], "sessionPools") && len(types) == 2 && len(id.Names) == 1 && id.ResourceGroup != "":
-		return s.methods(w, r, handlers{post: s.sessionPoolAction})
-	case eq(types[0], "managedEnvironments") && len(types) == 1 && id.IsCollection():
-		return s.methods(w, r, handlers{get: s.listManagedEnvironments})
-	case eq(types[0], "managedEnvironments") && len(types) == 1 && id.ResourceGroup != "":
-		return s.methods(w, r, handlers{get: s.getManagedEnvironment, put: s.putManagedEnvironment, del: s.deleteManagedEnvironment})
+	case eq(id.Namespace, "Microsoft.App") && len(types) > 0:
+		return s.routeApp(w, r, id)
+	case eq(id.Namespace, "Microsoft.ManagedIdentity") && len(types) == 1 && eq(types[0], "userAssignedIdentities"):
+		return s.routeIdentities(w, r, id)
 	}
 	return unknownRoute(r)
 }
+
+func (s *Server) routeApp(w http.ResponseWriter, r *http.Request, id *model.ResourceID) error {
+	types := id.Types
+	list := access{scope: listParent(id), list: true}
+	item := access{scope: cleanPath(r)}
+	switch {
+	case eq(types[0], "sessionPools") && len(types) == 1 && id.IsCollection():
+		list.typ = model.SessionPoolType
+		return s.methods(w, r, list, handlers{get: s.listSessionPools})
+	case eq(types[0], "sessionPools") && len(types) == 1 && id.ResourceGroup != "":
+		item.typ = model.SessionPoolType
+		return s.methods(w, r, item, handlers{get: s.getSessionPool, put: s.putSessionPool, patch: s.patchSessionPool, del: s.deleteSessionPool})
+	case eq(types[0], "sessionPools") && len(types) == 2 && len(id.Names) == 1 && id.ResourceGroup != "":
+		a := access{scope: parentScope(cleanPath(r), 1), action: model.SessionPoolType + "/" + types[1] + "/action"}
+		return s.methods(w, r, a, handlers{post: s.sessionPoolAction})
+	case eq(types[0], "managedEnvironments") && len(types) == 1 && id.IsCollection():
+		list.typ = model.ManagedEnvironmentType
+		return s.methods(w, r, list, handlers{get: s.listManagedEnvironments})
+	case eq(types[0], "managedEnvironments") && len(types) == 1 && id.ResourceGroup != "":
+		item.typ = model.ManagedEnvironmentType
+		return s.methods(w, r, item, handlers{get: s.getManagedEnvironment, put: s.putManagedEnvironment, del: s.deleteManagedEnvironment})
+	}
+	return unknownRoute(r)
+}
+
+// listParent is the scope of a list: its resource group or subscription.
+func listParent(id *model.ResourceID) string {
+	if id.ResourceGroup != "" {
+		return id.ResourceGroupID()
+	}
+	return id.SubscriptionID()
+}
+
+// groupActions is the prefix of Azure's actions on resource groups.
+const groupActions = "Microsoft.Resources/subscriptions/resourceGroups"
 
 type handlerFunc func(http.ResponseWriter, *http.Request) error
 
@@ -69,7 +101,9 @@ type handlers struct {
 	get, head, put, patch, del, post handlerFunc
 }
 
-func (s *Server) methods(w http.ResponseWriter, r *http.Request, h handlers) error {
+// methods picks the handler for r's method, checks the caller's access
+// and calls it.
+func (s *Server) methods(w http.ResponseWriter, r *http.Request, a access, h handlers) error {
 	var f handlerFunc
 	switch r.Method {
 	case http.MethodGet:
@@ -87,6 +121,10 @@ func (s *Server) methods(w http.ResponseWriter, r *http.Request, h handlers) err
 	}
 	if f == nil {
 		return errorf(http.StatusMethodNotAllowed, "MethodNotAllowed", "The HTTP method '%s' is not supported for the path '%s'.", clip(r.Method), clipPath(r.URL.Path))
+	}
+	r, err := s.check(r, a)
+	if err != nil {
+		return err
 	}
 	return f(w, r)
 }

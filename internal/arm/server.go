@@ -27,10 +27,12 @@ type Reconciler interface {
 	Enqueue(id string)
 }
 
-// Config configures a Server. Store, Auth and Reconciler are required.
+// Config configures a Server. Store, Auth, Authorizer and Reconciler are
+// required.
 type Config struct {
 	Store      store.Store
 	Auth       Authenticator
+	Authorizer Authorizer
 	Reconciler Reconciler
 	// PublicURL is the base of every absolute URL the API returns
 	// (Azure-AsyncOperation, Location, nextLink, poolManagementEndpoint),
@@ -58,6 +60,7 @@ type Config struct {
 type Server struct {
 	st        store.Store
 	auth      Authenticator
+	authz     Authorizer
 	rec       Reconciler
 	publicURL string
 	tenantID  string
@@ -74,6 +77,7 @@ func New(cfg Config) *Server {
 	s := &Server{
 		st:        cfg.Store,
 		auth:      cfg.Auth,
+		authz:     cfg.Authorizer,
 		rec:       cfg.Reconciler,
 		publicURL: strings.TrimSuffix(cfg.PublicURL, "/"),
 		tenantID:  cfg.TenantID,

@@ -51,6 +51,9 @@ func (s *Server) listSubscriptions(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	return s.listPage(w, r, store.ListOptions{Type: SubscriptionType}, func(res store.Resource) (any, error) {
+		if ok, err := s.related(r.Context(), res.ID); err != nil || !ok {
+			return nil, err
+		}
 		return json.RawMessage(res.Body), nil
 	})
 }
@@ -60,6 +63,9 @@ func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	sub := splitPath(r.URL.Path)[1]
+	if err := s.requireRelated(r.Context(), sub); err != nil {
+		return err
+	}
 	res, err := s.st.GetResource(r.Context(), "/subscriptions/"+sub)
 	if errors.Is(err, store.ErrNotFound) {
 		return errorf(http.StatusNotFound, "SubscriptionNotFound", "The subscription '%s' could not be found.", clip(sub))
@@ -125,6 +131,21 @@ func providers(sub string) []provider {
 				{ResourceType: "subscriptions", Locations: []string{}, APIVersions: []string{"2022-12-01", "2021-01-01", "2020-01-01"}},
 			},
 		},
+		{
+			ID: "/subscriptions/" + sub + "/providers/Microsoft.ManagedIdentity", Namespace: "Microsoft.ManagedIdentity",
+			RegistrationState: "Registered", RegistrationPolicy: "RegistrationRequired",
+			ResourceTypes: []resourceTypeInfo{
+				{ResourceType: "userAssignedIdentities", Locations: Locations, APIVersions: []string{"2024-11-30", "2023-01-31", "2018-11-30"}},
+			},
+		},
+		{
+			ID: "/subscriptions/" + sub + "/providers/Microsoft.Authorization", Namespace: "Microsoft.Authorization",
+			RegistrationState: "Registered", RegistrationPolicy: "RegistrationFree",
+			ResourceTypes: []resourceTypeInfo{
+				{ResourceType: "roleAssignments", Locations: []string{}, APIVersions: []string{"2022-04-01", "2020-04-01-preview"}},
+				{ResourceType: "roleDefinitions", Locations: []string{}, APIVersions: []string{"2022-04-01", "2018-01-01-preview"}},
+			},
+		},
 	}
 }
 
@@ -133,6 +154,9 @@ func (s *Server) listProviders(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	sub := splitPath(r.URL.Path)[1]
+	if err := s.requireRelated(r.Context(), sub); err != nil {
+		return err
+	}
 	if err := s.requireSubscription(r.Context(), sub); err != nil {
 		return err
 	}
@@ -149,6 +173,9 @@ func (s *Server) getProvider(w http.ResponseWriter, r *http.Request) error {
 	id, err := model.ParseResourceID(r.URL.Path)
 	if err != nil {
 		return unknownRoute(r)
+	}
+	if err := s.requireRelated(r.Context(), id.Subscription); err != nil {
+		return err
 	}
 	if err := s.requireSubscription(r.Context(), id.Subscription); err != nil {
 		return err
@@ -190,5 +217,20 @@ func (s *Server) listOperations(w http.ResponseWriter, r *http.Request) error {
 		op("Microsoft.App/managedEnvironments/delete", "Managed environments", "Delete a managed environment", false),
 		op("Microsoft.App/locations/operationStatuses/read", "Operation statuses", "Get the status of an operation", false),
 	}})
+	return nil
+}
+
+// requireRelated admits a caller to a subscription's metadata (the
+// subscription, its providers) when it holds any role in the subscription,
+// as ARM shows a subscription to anyone with access somewhere inside it.
+func (s *Server) requireRelated(ctx context.Context, sub string) error {
+	scope := "/subscriptions/" + sub
+	ok, err := s.related(ctx, scope)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return Forbidden(claimsFrom(ctx), "Microsoft.Resources/subscriptions/read", scope)
+	}
 	return nil
 }

@@ -23,6 +23,13 @@ const (
 	AudienceDataPlane = "https://dynamicsessions.io"
 	// AudienceDataPlaneLegacy is the data plane's name in older clients.
 	AudienceDataPlaneLegacy = "https://acasessions.io"
+	// AudienceGraph is the directory API (principals), Microsoft Graph's
+	// name.
+	AudienceGraph = "https://graph.microsoft.com"
+	// AudienceTokenExchange is the audience of the assertions a caller
+	// presents to obtain a token as a managed identity (Entra's name for
+	// workload identity federation).
+	AudienceTokenExchange = "api://AzureADTokenExchange"
 )
 
 // knownResources maps a resource identifier as clients spell it (lower case)
@@ -37,6 +44,9 @@ var knownResources = map[string]string{
 	"https://dynamicsessions.io/":          AudienceDataPlane,
 	"https://acasessions.io":               AudienceDataPlaneLegacy,
 	"https://acasessions.io/":              AudienceDataPlaneLegacy,
+	"https://graph.microsoft.com":          AudienceGraph,
+	"https://graph.microsoft.com/":         AudienceGraph,
+	"api://azureadtokenexchange":           AudienceTokenExchange,
 }
 
 // canonicalAudience returns the audience that aud names: a known resource's

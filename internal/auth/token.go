@@ -19,7 +19,15 @@ type PrincipalLookup interface {
 	// GetPrincipalByClientID returns the principal with the client id, or
 	// an error wrapping store.ErrNotFound.
 	GetPrincipalByClientID(ctx context.Context, clientID string) (*store.Principal, error)
+	// Federate returns nil if the subject of a verified assertion may
+	// obtain tokens as p (a managed identity it manages), and an error
+	// saying why not otherwise.
+	Federate(ctx context.Context, subject *Claims, p *store.Principal) error
 }
+
+// AssertionType is the client_assertion_type of a JWT client assertion
+// (RFC 7523).
+const AssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 // maxTokenRequest bounds the body of a token request. Real ones are a few
 // hundred bytes.
@@ -89,7 +97,13 @@ func (i *Issuer) token(w http.ResponseWriter, r *http.Request, lookup PrincipalL
 	if oerr != nil {
 		return nil, oerr
 	}
-	if secret == "" {
+	assertion := form.Get("client_assertion")
+	switch {
+	case assertion != "" && secret != "":
+		return nil, invalidRequest(9002313, "Invalid request. The client is authenticated with both a secret and an assertion.")
+	case assertion != "" && form.Get("client_assertion_type") != AssertionType:
+		return nil, invalidRequest(50027, "The client_assertion_type must be '"+AssertionType+"'.")
+	case assertion == "" && secret == "":
 		return nil, &oauthError{http.StatusUnauthorized, "invalid_client", 7000218,
 			"The request body must contain the following parameter: 'client_assertion' or 'client_secret'."}
 	}
@@ -104,14 +118,26 @@ func (i *Issuer) token(w http.ResponseWriter, r *http.Request, lookup PrincipalL
 	if err != nil {
 		return nil, errTransient
 	}
-	switch secretStatus(p, secret, i.now()) {
-	case secretExpired:
-		return nil, &oauthError{http.StatusUnauthorized, "invalid_client", 7000222,
-			fmt.Sprintf("The provided client secret keys for app '%s' are expired. Create a new secret for the app.", clientID)}
-	case secretWrong:
-		return nil, &oauthError{http.StatusUnauthorized, "invalid_client", 7000215,
-			fmt.Sprintf("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, "+
-				"not the client secret ID, for a secret added to app '%s'.", clientID)}
+	if assertion != "" {
+		subject, err := i.Verify(assertion, AudienceTokenExchange)
+		if err != nil {
+			return nil, &oauthError{http.StatusUnauthorized, "invalid_client", 700211,
+				"The client assertion is not a valid token of this issuer for the audience '" + AudienceTokenExchange + "'."}
+		}
+		if err := lookup.Federate(r.Context(), subject, p); err != nil {
+			return nil, &oauthError{http.StatusUnauthorized, "invalid_client", 70021,
+				fmt.Sprintf("No matching federated identity record found for presented assertion subject '%s': %v", subject.ObjectID, err)}
+		}
+	} else {
+		switch secretStatus(p, secret, i.now()) {
+		case secretExpired:
+			return nil, &oauthError{http.StatusUnauthorized, "invalid_client", 7000222,
+				fmt.Sprintf("The provided client secret keys for app '%s' are expired. Create a new secret for the app.", clientID)}
+		case secretWrong:
+			return nil, &oauthError{http.StatusUnauthorized, "invalid_client", 7000215,
+				fmt.Sprintf("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, "+
+					"not the client secret ID, for a secret added to app '%s'.", clientID)}
+		}
 	}
 
 	token, _, err := i.Issue(p, audience)

@@ -26,10 +26,25 @@ func (m principals) GetPrincipalByClientID(_ context.Context, clientID string) (
 	return nil, fmt.Errorf("principal %s: %w", clientID, store.ErrNotFound)
 }
 
+// federatedBy names, for tests, the one principal that may act as the
+// managed identities of a principals map.
+const federatedBy = "operator-object-id"
+
+func (m principals) Federate(_ context.Context, subject *Claims, p *store.Principal) error {
+	if p.Kind != "ManagedIdentity" || subject.ObjectID != federatedBy {
+		return errors.New("not federated")
+	}
+	return nil
+}
+
 type failingLookup struct{}
 
 func (failingLookup) GetPrincipalByClientID(context.Context, string) (*store.Principal, error) {
 	return nil, errors.New("database is locked")
+}
+
+func (failingLookup) Federate(context.Context, *Claims, *store.Principal) error {
+	return errors.New("database is locked")
 }
 
 // newTestServer serves the issuer's endpoints on the paths Entra uses.
@@ -108,7 +123,7 @@ func TestTokenHandler(t *testing.T) {
 		{name: "OpenID scopes ignored", body: form("scope", "https://dynamicsessions.io/.default openid offline_access profile").Encode(), wantStatus: 200, wantAud: AudienceDataPlane},
 		{name: "only OpenID scopes", body: form("scope", "openid profile").Encode(), wantStatus: 400, wantError: "invalid_scope", wantAADSTS: 70011},
 		{name: "two scopes", body: form("scope", "https://dynamicsessions.io/.default https://management.azure.com/.default").Encode(), wantStatus: 400, wantError: "invalid_scope", wantAADSTS: 70011},
-		{name: "unknown resource", body: form("scope", "https://graph.microsoft.com/.default").Encode(), wantStatus: 400, wantError: "invalid_scope", wantAADSTS: 70011},
+		{name: "unknown resource", body: form("scope", "https://vault.azure.net/.default").Encode(), wantStatus: 400, wantError: "invalid_scope", wantAADSTS: 70011},
 		{name: "unknown v1 resource", body: form("resource", "https://vault.azure.net").Encode(), wantStatus: 400, wantError: "invalid_scope", wantAADSTS: 70011},
 		{name: "wrong tenant", path: "/common/oauth2/v2.0/token", body: form().Encode(), wantStatus: 400, wantError: "invalid_request", wantAADSTS: 90002},
 		{name: "GET", method: "GET", wantStatus: 405, wantError: "invalid_request", wantAADSTS: 900561},

@@ -52,3 +52,36 @@ func DecodeManagedEnvironment(data []byte) (*ManagedEnvironment, error) {
 	}
 	return &e, nil
 }
+
+// UserAssignedIdentityType is the canonical ARM type of a user-assigned
+// managed identity.
+const UserAssignedIdentityType = "Microsoft.ManagedIdentity/userAssignedIdentities"
+
+// ManagedIdentity is a Microsoft.ManagedIdentity/userAssignedIdentities
+// resource: a principal that sessions and image pulls act as.
+type ManagedIdentity struct {
+	ID         string                     `json:"id,omitempty"`
+	Name       string                     `json:"name,omitempty"`
+	Type       string                     `json:"type,omitempty"`
+	Location   string                     `json:"location,omitempty"`
+	Tags       map[string]string          `json:"tags,omitempty"`
+	SystemData *SystemData                `json:"systemData,omitempty"`
+	Properties *ManagedIdentityProperties `json:"properties,omitempty"`
+}
+
+// ManagedIdentityProperties are the ids of a managed identity, all set by
+// the server.
+type ManagedIdentityProperties struct {
+	TenantID    string `json:"tenantId,omitempty"`
+	PrincipalID string `json:"principalId,omitempty"`
+	ClientID    string `json:"clientId,omitempty"`
+}
+
+// DecodeManagedIdentity decodes a managed identity PUT or PATCH body.
+func DecodeManagedIdentity(data []byte) (*ManagedIdentity, error) {
+	var m ManagedIdentity
+	if err := decodeJSON(data, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/tidepool-dev/tidepool/internal/arm"
 	"github.com/tidepool-dev/tidepool/internal/auth"
+	"github.com/tidepool-dev/tidepool/internal/rbac"
 	"github.com/tidepool-dev/tidepool/internal/store"
 )
 
@@ -83,6 +85,17 @@ func bootstrap(ctx context.Context, st store.Store) (*identity, error) {
 		id.admin = &store.Principal{ObjectID: adminID, ClientID: uuid.NewString(), DisplayName: "tidepool-admin", Kind: "ServicePrincipal"}
 	} else if err != nil {
 		return nil, fmt.Errorf("bootstrap admin: %w", err)
+	}
+	// The admin is Owner at the root scope: of every subscription, and of
+	// the directory. Its assignment's name is derived from its id, so a
+	// restart finds it rather than adding another.
+	name := uuid.NewSHA1(uuid.NameSpaceOID, []byte("tidepool-admin-owner:"+adminID)).String()
+	err = rbac.Assign(ctx, st, rbac.Assignment{
+		ID: rbac.AssignmentID("/", name), Name: name, Scope: "/", RoleID: rbac.OwnerID,
+		PrincipalID: adminID, Type: "ServicePrincipal", Description: "The bootstrap administrator", Created: time.Now().UTC(),
+	})
+	if err != nil && !errors.Is(err, store.ErrExists) {
+		return nil, fmt.Errorf("bootstrap admin role: %w", err)
 	}
 	return id, nil
 }

@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/tidepool-dev/tidepool/internal/arm"
-	"github.com/tidepool-dev/tidepool/internal/auth"
+	"github.com/tidepool-dev/tidepool/internal/dataplane"
 )
 
 // routes returns the root handler. It dispatches on path segments itself
@@ -14,7 +14,7 @@ import (
 func (s *Server) routes(mgmt http.Handler) http.Handler {
 	jwks := s.issuer.JWKSHandler()
 	openid := s.issuer.OpenIDConfigHandler()
-	token := s.issuer.TokenHandler(s.st)
+	token := s.issuer.TokenHandler(principals{st: s.st, authz: s.authz})
 	dp := s.dataPlaneHandler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		segs := strings.FieldsFunc(r.URL.Path, func(c rune) bool { return c == '/' })
@@ -56,8 +56,20 @@ func isDataPlane(segs []string) bool {
 // to serve (no Config.Sessions, no runtime): 501 after authentication.
 func (s *Server) dataPlane(w http.ResponseWriter, r *http.Request) {
 	arm.SetRequestHeaders(w, r)
-	if _, err := s.issuer.Authenticate(r, auth.AudienceDataPlane, auth.AudienceDataPlaneLegacy, auth.AudienceManagement); err != nil {
+	claims, err := s.issuer.Authenticate(r, s.dataPlaneAudiences()...)
+	if err != nil {
 		arm.WriteError(w, arm.AuthError(err))
+		return
+	}
+	segs := strings.FieldsFunc(r.URL.Path, func(c rune) bool { return c == '/' })
+	poolID := arm.PoolID(segs[1], segs[3], segs[5])
+	if err := s.authorizeDataPlane(r, claims, poolID, dataplane.ActionExecute); err != nil {
+		ae, ok := err.(*arm.Error)
+		if !ok {
+			s.log.ErrorContext(r.Context(), "authorize", "err", err)
+			ae = &arm.Error{Status: http.StatusInternalServerError, Code: "InternalServerError", Message: "The server could not check the caller's access."}
+		}
+		arm.WriteError(w, ae)
 		return
 	}
 	arm.WriteError(w, &arm.Error{Status: http.StatusNotImplemented, Code: "NotImplemented",

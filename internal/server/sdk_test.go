@@ -37,7 +37,6 @@ const secretValue = "s3cr3t-value-never-returned"
 
 // The user-assigned identity of the published example
 // (SessionPools_LifecycleTimed_CreateOrUpdate.json), kept verbatim.
-const exampleUAMI = "/subscriptions/7a497526-bb8d-4816-9795-db1418a1f977/resourcegroups/test/providers/Microsoft.ManagedIdentity/userAssignedIdentities/testSP"
 
 // TestAzureSDKRoundTrip drives a real server over HTTPS with the Azure SDK
 // for Go, unmodified: azidentity's ClientSecretCredential (MSAL: OpenID
@@ -99,6 +98,11 @@ func TestAzureSDKRoundTrip(t *testing.T) {
 		mustDo(t, httpClient, http.MethodPut, fmt.Sprintf("%s/subscriptions/%s/resourcegroups/%s?api-version=2021-04-01", endpoint, sub, g),
 			tok.Token, map[string]string{"location": "eastus"}, http.StatusCreated)
 	}
+	// The example's user-assigned identity, in this subscription: a pool
+	// may only name identities that exist.
+	poolUAMI := fmt.Sprintf("/subscriptions/%s/resourcegroups/%s/providers/Microsoft.ManagedIdentity/userAssignedIdentities/testSP", sub, rg)
+	mustDo(t, httpClient, http.MethodPut, endpoint+poolUAMI+"?api-version=2023-01-31", tok.Token,
+		map[string]string{"location": "eastus"}, http.StatusCreated)
 	envID := fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.App/managedEnvironments/%s", sub, rg, envName)
 	mustDo(t, httpClient, http.MethodPut, endpoint+envID+"?api-version=2025-01-01", tok.Token,
 		map[string]string{"location": "eastus"}, http.StatusCreated, http.StatusOK)
@@ -139,7 +143,7 @@ func TestAzureSDKRoundTrip(t *testing.T) {
 	timed := timedExample(envID)
 	timed.Identity = &armappcontainers.ManagedServiceIdentity{
 		Type:                   to.Ptr(armappcontainers.ManagedServiceIdentityTypeSystemAssignedUserAssigned),
-		UserAssignedIdentities: map[string]*armappcontainers.UserAssignedIdentity{exampleUAMI: {}},
+		UserAssignedIdentities: map[string]*armappcontainers.UserAssignedIdentity{poolUAMI: {}},
 	}
 	timed.Tags = map[string]*string{"env": to.Ptr("test")}
 
@@ -368,6 +372,10 @@ func checkLRO(t *testing.T, rec *recorder, method, suffix string, status int, he
 
 // timedExample is §9.1's request (SessionPools_LifecycleTimed_CreateOrUpdate)
 // as SDK models, with the environment id of this test.
+// exampleUAMI is the published example's registry identity: a registry
+// identity is not checked when the pool is written.
+const exampleUAMI = "/subscriptions/7a497526-bb8d-4816-9795-db1418a1f977/resourcegroups/test/providers/Microsoft.ManagedIdentity/userAssignedIdentities/testSP"
+
 func timedExample(envID string) armappcontainers.SessionPool {
 	return armappcontainers.SessionPool{
 		Location: to.Ptr("East US"),

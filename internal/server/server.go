@@ -22,6 +22,7 @@ import (
 	"github.com/tidepool-dev/tidepool/internal/auth"
 	"github.com/tidepool-dev/tidepool/internal/dataplane"
 	"github.com/tidepool-dev/tidepool/internal/pool"
+	"github.com/tidepool-dev/tidepool/internal/rbac"
 	"github.com/tidepool-dev/tidepool/internal/sandbox"
 	"github.com/tidepool-dev/tidepool/internal/store"
 )
@@ -43,6 +44,10 @@ type Config struct {
 	PageSize int
 	// AllowHyphenatedPoolNames accepts the CLI's pool name rule.
 	AllowHyphenatedPoolNames bool
+	// StrictAudiences makes the data plane refuse management-audience
+	// tokens: only tokens for https://dynamicsessions.io (or
+	// https://acasessions.io) open it. Roles are checked either way.
+	StrictAudiences bool
 	// Logger receives the server's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Sessions serves the data plane's sessions. Nil means the pool
@@ -71,6 +76,7 @@ type Server struct {
 	st        *store.SQLite
 	id        *identity
 	issuer    *auth.Issuer
+	authz     *rbac.Authorizer
 	ctl       *pool.Controller
 	publicURL string
 	credsPath string
@@ -156,9 +162,11 @@ func (s *Server) init(ctx context.Context) error {
 		opts = append(opts, pool.WithRuntime(s.cfg.Runtime))
 	}
 	s.ctl = pool.New(s.st, opts...)
+	s.authz = rbac.NewAuthorizer(s.st)
 	mgmt := arm.New(arm.Config{
 		Store:                    s.st,
 		Auth:                     s.issuer,
+		Authorizer:               s.authz,
 		Reconciler:               s.ctl,
 		PublicURL:                s.publicURL,
 		TenantID:                 s.id.tenantID,
