@@ -123,6 +123,7 @@ type Server struct {
 	initEnv       map[string]string // env, secrets and identity from /init
 	containerExit *wire.ExitStatus
 	portReady     bool
+	identity      *identityEndpoint // started by the first PUT /identity
 }
 
 // New checks cfg, fills in its defaults and opens the file root (creating
@@ -272,6 +273,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	defer cancel()
 	shutDone := make(chan error, 1)
 	go func() { shutDone <- hs.Shutdown(shutdownCtx) }()
+	s.closeIdentityEndpoint(shutdownCtx)
 	s.procs.terminate(s.cfg.StopGrace)
 	if serr := <-shutDone; serr != nil {
 		hs.Close()
@@ -288,6 +290,7 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /health", s.handle(s.handleHealth))
 	mux.Handle("POST /init", s.handle(s.handleInit))
+	mux.Handle("PUT /identity", s.handle(s.handleIdentity))
 	mux.Handle("POST /exec", s.handle(s.handleExec))
 	mux.Handle("POST /kernels/{lang}/execute", s.handle(s.handleKernelExecute))
 	mux.Handle("GET /files", s.handle(s.handleList))

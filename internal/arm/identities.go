@@ -248,12 +248,6 @@ const (
 	KindManagedIdentity = "ManagedIdentity"
 )
 
-// systemClientID derives the client id of a pool's system-assigned
-// identity from its principal id: stable, and distinct from any random id.
-func systemClientID(principalID string) string {
-	return uuid.NewSHA1(uuid.NameSpaceOID, []byte("tidepool-system-identity:"+strings.ToLower(principalID))).String()
-}
-
 // Principal is a managed identity found by FindPrincipal.
 type Principal struct {
 	store.Principal
@@ -291,8 +285,8 @@ func FindManagedIdentity(ctx context.Context, st store.Store, id string) (*Princ
 			return false, err
 		}
 		pid := p.Identity.PrincipalID
-		if strings.EqualFold(pid, id) || strings.EqualFold(systemClientID(pid), id) {
-			found = &Principal{Principal: store.Principal{ObjectID: pid, ClientID: systemClientID(pid),
+		if strings.EqualFold(pid, id) || strings.EqualFold(model.SystemIdentityClientID(pid), id) {
+			found = &Principal{Principal: store.Principal{ObjectID: pid, ClientID: model.SystemIdentityClientID(pid),
 				DisplayName: p.Name, Kind: KindManagedIdentity}, ResourceID: p.ID}
 			return true, nil
 		}

@@ -1,5 +1,11 @@
 package model
 
+import (
+	"crypto/sha1"
+	"encoding/hex"
+	"strings"
+)
+
 // ResourceGroupType is the canonical ARM type of a resource group.
 const ResourceGroupType = "Microsoft.Resources/resourceGroups"
 
@@ -84,4 +90,20 @@ func DecodeManagedIdentity(data []byte) (*ManagedIdentity, error) {
 		return nil, err
 	}
 	return &m, nil
+}
+
+// SystemIdentityClientID derives the client id of a pool's system-assigned
+// identity from its principal id: stable, and distinct from any random id.
+// (The pool's body holds only the principal id.)
+func SystemIdentityClientID(principalID string) string {
+	// A name-based (version 5) UUID in the OID namespace, RFC 9562 §5.5.
+	ns := [16]byte{0x6b, 0xa7, 0xb8, 0x12, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8}
+	h := sha1.New()
+	h.Write(ns[:])
+	h.Write([]byte("tidepool-system-identity:" + strings.ToLower(principalID)))
+	b := h.Sum(nil)[:16]
+	b[6] = b[6]&0x0f | 0x50
+	b[8] = b[8]&0x3f | 0x80
+	x := hex.EncodeToString(b)
+	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:]
 }

@@ -163,6 +163,14 @@ func (c *Controller) bind(ctx context.Context, ps *livePool, cfg *poolConfig, sb
 		ictx, cancel := context.WithTimeout(ctx, initTimeout)
 		_, err := sb.agent.Init(ictx, req)
 		cancel()
+		if err == nil && c.tokens != nil && len(cfg.identities) > 0 {
+			var exp time.Time
+			if exp, err = c.pushIdentities(ctx, sb, cfg.identities); err == nil {
+				c.mu.Lock()
+				sb.identityExpires = exp
+				c.mu.Unlock()
+			}
+		}
 		if err == nil {
 			return sb, alloc, nil
 		}

@@ -17,6 +17,7 @@ func (c *Controller) reapLoop(ctx context.Context) {
 			return
 		case <-c.clock.After(c.reapEvery):
 			c.reap(ctx)
+			c.refreshIdentities(ctx)
 		}
 	}
 }

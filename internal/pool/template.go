@@ -50,6 +50,9 @@ type poolConfig struct {
 	// cooldown (after the last activity) and maxAlive (after creation)
 	// end a session; 0 means not used.
 	cooldown, maxAlive time.Duration
+	// identities are the managed identities code in a session may act
+	// as (managedIdentitySettings with lifecycle Main), bound at claim.
+	identities []sessionIdentity
 }
 
 // newPoolConfig derives the configuration of p. It fails when the pool
@@ -174,6 +177,7 @@ func newPoolConfig(poolID string, p *model.SessionPool, preImport []string) (*po
 	}
 	sum := sha256.Sum256(b)
 	cfg.hash = hex.EncodeToString(sum[:8])
+	cfg.identities = sessionIdentities(p)
 	return cfg, nil
 }
 

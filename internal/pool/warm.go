@@ -57,6 +57,10 @@ type sandboxRef struct {
 	cfg     *poolConfig // template it was made from; nil when adopted from an older one
 	created time.Time
 	agent   *client.Client
+	// identityExpires is when the identity tokens given to the sandbox
+	// expire; zero when it has none from this process. Guarded by
+	// Controller.mu.
+	identityExpires time.Time
 }
 
 // session is an identifier bound to a sandbox.

@@ -157,7 +157,7 @@ func (s *Server) init(ctx context.Context) error {
 	if s.dpMetrics, err = dataplane.NewMetrics(s.metrics); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	opts := []pool.Option{pool.WithLogger(s.log), pool.WithMetrics(poolMetrics), pool.WithPreImport(s.cfg.PythonPreImport...)}
+	opts := []pool.Option{pool.WithLogger(s.log), pool.WithMetrics(poolMetrics), pool.WithPreImport(s.cfg.PythonPreImport...), pool.WithTokenIssuer(s.issuer)}
 	if s.cfg.Runtime != nil {
 		opts = append(opts, pool.WithRuntime(s.cfg.Runtime))
 	}

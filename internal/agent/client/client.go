@@ -84,6 +84,12 @@ func (c *Client) Init(ctx context.Context, req wire.InitRequest) (*wire.Health, 
 	return call[wire.Health](ctx, c, http.MethodPost, "/init", req)
 }
 
+// SetIdentity gives the bound sandbox its managed identities' tokens
+// (PUT /identity) and returns the endpoint code in it asks them from.
+func (c *Client) SetIdentity(ctx context.Context, req wire.IdentityRequest) (*wire.IdentityResponse, error) {
+	return call[wire.IdentityResponse](ctx, c, http.MethodPut, "/identity", req)
+}
+
 // Exec runs a command and waits for its result. Cancelling ctx kills the
 // command.
 func (c *Client) Exec(ctx context.Context, req wire.ExecRequest) (*wire.ExecResult, error) {

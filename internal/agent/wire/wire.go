@@ -205,3 +205,36 @@ const (
 	CodeShuttingDown        = "ShuttingDown"        // 503: the agent is stopping
 	CodeInsufficientStorage = "InsufficientStorage" // 507: the disk is full
 )
+
+// IdentityRequest gives a bound sandbox the tokens of the pool's managed
+// identities: PUT /identity. A later request replaces the tokens (the
+// server refreshes them before they expire).
+type IdentityRequest struct {
+	Identities []Identity `json:"identities"`
+}
+
+// Identity is one managed identity and its current tokens.
+type Identity struct {
+	ClientID    string `json:"clientId"`
+	PrincipalID string `json:"principalId"`
+	// ResourceID is the user-assigned identity's resource id; empty for
+	// the system-assigned identity.
+	ResourceID string `json:"resourceId,omitempty"`
+	// Default marks the identity a token request gets when it names none.
+	Default bool    `json:"default,omitempty"`
+	Tokens  []Token `json:"tokens"`
+}
+
+// Token is an access token for one resource (audience).
+type Token struct {
+	Resource    string `json:"resource"`
+	AccessToken string `json:"accessToken"`
+	ExpiresOn   int64  `json:"expiresOn"` // Unix seconds
+}
+
+// IdentityResponse says where code in the sandbox asks for tokens: the
+// values of IDENTITY_ENDPOINT and IDENTITY_HEADER.
+type IdentityResponse struct {
+	Endpoint string `json:"endpoint"`
+	Header   string `json:"header"`
+}
