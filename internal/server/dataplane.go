@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/tidepool-dev/tidepool/internal/dataplane"
+	"github.com/tidepool-dev/tidepool/internal/mcpkeys"
 	"github.com/tidepool-dev/tidepool/internal/pool"
 )
 
@@ -29,5 +30,6 @@ func (s *Server) dataPlaneHandler() http.Handler {
 		PublicURL: s.publicURL,
 		Logger:    s.log,
 		Metrics:   s.dpMetrics,
+		MCPKeys:   mcpkeys.New(s.st),
 	})
 }
