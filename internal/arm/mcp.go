@@ -3,6 +3,7 @@ package arm
 import (
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/tidepool-dev/tidepool/internal/mcpkeys"
 	"github.com/tidepool-dev/tidepool/internal/model"
@@ -22,6 +23,10 @@ func (s *Server) mcpCredentials(w http.ResponseWriter, r *http.Request, id *mode
 	ctx := r.Context()
 	if p.Properties.ProvisioningState == model.StateDeleting {
 		return beingDeleted(p.Name)
+	}
+	if strings.EqualFold(p.Properties.ContainerType, model.ContainerTypeCustomContainer) {
+		// As on Azure: custom containers serve their own paths, /mcp too.
+		return badRequest("SessionMCPServerNotEnabled", "Session pool '%s' is a CustomContainer pool, which has no platform MCP server.", p.Name)
 	}
 	if !mcpkeys.KeysAccepted(p.Properties.McpServerSettings) {
 		return badRequest("SessionMCPServerApiKeyDisabled",

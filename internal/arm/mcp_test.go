@@ -58,6 +58,9 @@ func TestMCPCredentials(t *testing.T) {
 	a.putPool("rg", "mcpoff", latest, mcpPoolBody(`{"isMcpServerEnabled":false}`))
 	a.putPool("rg", "nokeys", latest, mcpPoolBody(`{"isMcpServerEnabled":true,"isMcpServerApiKeyDisabled":true}`))
 	a.putPool("rg", "plain", stable, pythonBody(t, stable))
+	custom := customBody(t, latest, "rg", "env")
+	jset(custom, "properties.mcpServerSettings", map[string]any{"isMcpServerEnabled": true})
+	a.putPool("rg", "custom", latest, custom)
 	keys := mcpkeys.New(a.st)
 	ctx := context.Background()
 	var issued []string // every key the API returned
@@ -79,6 +82,7 @@ func TestMCPCredentials(t *testing.T) {
 			{"no MCP settings", "POST", mcpAction("rg", "plain", "rotateMcpServerCredentials", latest), 400, "SessionMCPServerNotEnabled"},
 			{"API keys disabled", "POST", mcpAction("rg", "nokeys", "fetchMcpServerCredentials", latest), 400, "SessionMCPServerApiKeyDisabled"},
 			{"API keys disabled, rotate", "POST", mcpAction("rg", "nokeys", "rotateMcpServerCredentials", latest), 400, "SessionMCPServerApiKeyDisabled"},
+			{"CustomContainer pool", "POST", mcpAction("rg", "custom", "fetchMcpServerCredentials", latest), 400, "SessionMCPServerNotEnabled"},
 			{"unknown pool", "POST", mcpAction("rg", "nosuch", "fetchMcpServerCredentials", latest), 404, "ResourceNotFound"},
 			{"unknown action", "POST", mcpAction("rg", "mcpon", "stealMcpServerCredentials", latest), 404, ""},
 			{"no api-version", "POST", poolID("rg", "mcpon") + "/fetchMcpServerCredentials", 400, "MissingApiVersionParameter"},
@@ -209,4 +213,63 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestMCPTutorialsManagement runs the management steps of the MCP
+// tutorials (DOC-SHELL-MCP, DOC-PY-MCP): the pool their ARM template
+// deploys (apiVersion 2025-02-02-preview, isMCPServerEnabled casing), the
+// az rest GET of mcpServerEndpoint and the az rest POST of
+// fetchMCPServerCredentials, both at 2025-02-02-preview.
+func TestMCPTutorialsManagement(t *testing.T) {
+	t.Parallel()
+	a := newTestAPI(t)
+	a.createGroup("rg", "northcentralus")
+	for _, containerType := range []string{"Shell", "PythonLTS"} {
+		t.Run(containerType, func(t *testing.T) {
+			a := a.with(t)
+			name := "tut" + strings.ToLower(containerType)
+			// The template's resource, as the deployment sends it.
+			body := `{
+				"location": "northcentralus",
+				"properties": {
+					"poolManagementType": "Dynamic",
+					"containerType": "` + containerType + `",
+					"scaleConfiguration": {
+						"maxConcurrentSessions": 5
+					},
+					"sessionNetworkConfiguration": {
+						"status": "EgressEnabled"
+					},
+					"dynamicPoolConfiguration": {
+						"lifecycleConfiguration": {
+							"lifecycleType": "Timed",
+							"coolDownPeriodInSeconds": 300
+						}
+					},
+					"mcpServerSettings": {
+						"isMCPServerEnabled": true
+					}
+				}
+			}`
+			a.putPool("rg", name, "2025-02-02-preview", body)
+
+			// MCP_ENDPOINT=$(az rest --method GET --uri ".../sessionPools/$SESSION_POOL_NAME?api-version=2025-02-02-preview"
+			//   --query "properties.mcpServerSettings.mcpServerEndpoint" -o tsv)
+			g := a.must(http.StatusOK, "GET", poolPath("rg", name, "2025-02-02-preview"), nil)
+			p := g.json(t)
+			endpoint := jstring(p, "properties.mcpServerSettings.mcpServerEndpoint")
+			if want := jstring(p, "properties.poolManagementEndpoint") + "/mcp"; endpoint != want {
+				t.Errorf("%s: mcpServerEndpoint %q, want %q", g, endpoint, want)
+			}
+
+			// API_KEY=$(az rest --method POST --uri ".../fetchMCPServerCredentials?api-version=2025-02-02-preview"
+			//   --query "apiKey" -o tsv)
+			r := a.do("POST", mcpAction("rg", name, "fetchMCPServerCredentials", "2025-02-02-preview"), nil, nil)
+			key := apiKey(t, r)
+			ok, err := mcpkeys.New(a.st).Check(context.Background(), poolID("rg", name), key)
+			if err != nil || !ok {
+				t.Errorf("the fetched key does not open the pool's MCP endpoint: %v, %v", ok, err)
+			}
+		})
+	}
 }
