@@ -15,7 +15,8 @@ func legacyLifecycle(v string) bool   { return versionIndex(v) < versionIndex("2
 func hasRegistryServer(v string) bool { return v == "2024-02-02-preview" }
 func hasIdentity(v string) bool       { return versionIndex(v) >= versionIndex("2024-10-02-preview") }
 func hasProbes(v string) bool         { return v == "2025-02-02-preview" || v == "2025-10-02-preview" }
-func hasMCP(v string) bool            { return v == "2025-10-02-preview" }
+func hasMCP(v string) bool            { return v == "2025-02-02-preview" || v == "2025-10-02-preview" }
+func hasTemplateStatus(v string) bool { return v == "2025-10-02-preview" }
 
 // lifecycle returns dynamicPoolConfiguration for a Timed pool in v's shape.
 func lifecycle(v string, cooldown int) map[string]any {

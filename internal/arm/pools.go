@@ -251,6 +251,7 @@ func (s *Server) deleteSessionPool(w http.ResponseWriter, r *http.Request) error
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
+	s.dropMcpKey(r, pid)
 	return s.acceptPoolOperation(w, r, "delete", id, p.Location, v)
 }
 
@@ -307,7 +308,7 @@ func (s *Server) sessionPoolAction(w http.ResponseWriter, r *http.Request) error
 	if m := p.Properties.McpServerSettings; m == nil || m.IsMcpServerEnabled == nil || !*m.IsMcpServerEnabled {
 		return badRequest("SessionMCPServerNotEnabled", "The MCP server is not enabled on session pool '%s'; set properties.mcpServerSettings.isMcpServerEnabled to true.", p.Name)
 	}
-	return errorf(http.StatusNotImplemented, "NotImplemented", "MCP server credentials are not implemented by this server yet.")
+	return s.mcpCredentials(w, r, id, p, eq(action, "rotateMcpServerCredentials"))
 }
 
 // checkEnvironment requires a CustomContainer pool's environmentId to name an

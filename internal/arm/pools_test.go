@@ -55,7 +55,7 @@ func checkShape(t testing.TB, r *response, v string, full bool) {
 	if !hasMCP(v) || full {
 		want("properties.mcpServerSettings", full && hasMCP(v))
 	}
-	if !hasMCP(v) {
+	if !hasTemplateStatus(v) {
 		want("properties.templateUpdateStatus", false)
 	}
 	secrets, _ := jget(p, "properties.secrets")
@@ -397,12 +397,9 @@ func TestPoolMCPExample(t *testing.T) {
 		t.Errorf("%s: mcpServerEndpoint %q, want %q", g, got, endpoint+"/mcp")
 	}
 	for _, v := range allVersions {
-		if v == latest {
-			continue
-		}
 		g := a.must(http.StatusOK, "GET", poolPath("rg", "testsessionpool", v), nil)
-		if _, ok := jget(g.json(t), "properties.mcpServerSettings"); ok {
-			t.Errorf("%s: mcpServerSettings at %s", g, v)
+		if _, ok := jget(g.json(t), "properties.mcpServerSettings"); ok != hasMCP(v) {
+			t.Errorf("%s: mcpServerSettings present %v at %s, want %v", g, ok, v, hasMCP(v))
 		}
 	}
 }

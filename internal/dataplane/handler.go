@@ -110,6 +110,9 @@ type Config struct {
 	Metrics *Metrics
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// MCPKeys checks the x-ms-apikey header of MCP requests; nil refuses
+	// every key (bearer tokens still work).
+	MCPKeys MCPKeys
 }
 
 // Handler is the data-plane HTTP handler. Mount it at the server's root
@@ -128,6 +131,7 @@ type Handler struct {
 	log       *slog.Logger
 	metrics   *Metrics
 	now       func() time.Time
+	mcpKeys   MCPKeys
 
 	execs *executions
 
@@ -152,6 +156,7 @@ func New(cfg Config) *Handler {
 		log:       cfg.Logger,
 		metrics:   cfg.Metrics,
 		now:       cfg.Now,
+		mcpKeys:   cfg.MCPKeys,
 	}
 	if h.audiences == nil {
 		h.audiences = []string{auth.AudienceDataPlane, auth.AudienceDataPlaneLegacy, auth.AudienceManagement}
@@ -274,6 +279,9 @@ func (h *Handler) parse(r *http.Request) (*request, error) {
 		trailing: strings.HasSuffix(escaped, "/"),
 		query:    q,
 		version:  queryGet(q, "api-version"),
+	}
+	if isMCP(req.rest) {
+		return req, nil // API keys or a bearer token: serveMCP authenticates
 	}
 	claims, err := h.auth.Authenticate(r, h.audiences...)
 	if err != nil {
@@ -450,6 +458,9 @@ func (h *Handler) serve(w http.ResponseWriter, req *request) error {
 			return h.authorized(req, ActionStopSession, func() error { return h.mgmtStopSession(w, req) }, m, "POST", "DELETE")
 		}
 	}
+	if isMCP(rest) {
+		return h.serveMCP(w, req)
+	}
 	if err := h.check(req, actionFor(rest, m)); err != nil {
 		return err
 	}
@@ -507,9 +518,6 @@ func (h *Handler) serve(w http.ResponseWriter, req *request) error {
 		return allow(m, "GET", func() error { return h.listSessions(w, req) })
 	case n == 1 && seg(0) == "metadata":
 		return allow(m, "GET", func() error { return h.metadata(w, req) })
-	case n == 1 && seg(0) == "mcp":
-		return &arm.Error{Status: http.StatusNotImplemented, Code: "SessionMCPServerNotEnabled",
-			Message: "The MCP server endpoint is not implemented by this server."}
 	}
 	return errNotFoundRoute
 }

@@ -60,8 +60,13 @@ func (v APIVersion) hasIdentity() bool { return v >= V20241002Preview }
 // hasProbes: only the 2025-02-02-preview and 2025-10-02-preview shapes carry probes.
 func (v APIVersion) hasProbes() bool { return v == V20250202Preview || v == V20251002Preview }
 
-// hasMCP: MCP server settings and templateUpdateStatus exist only in 2025-10-02-preview.
-func (v APIVersion) hasMCP() bool { return v == V20251002Preview }
+// hasMCP: MCP server settings are in the 2025-10-02-preview spec; the MCP
+// tutorials create and read them at 2025-02-02-preview, which the service
+// accepts, so that version shows them too.
+func (v APIVersion) hasMCP() bool { return v == V20250202Preview || v == V20251002Preview }
+
+// hasTemplateStatus: templateUpdateStatus exists only in 2025-10-02-preview.
+func (v APIVersion) hasTemplateStatus() bool { return v == V20251002Preview }
 
 // PatchesTags reports whether PATCH at this version carries tags.
 func (v APIVersion) PatchesTags() bool { return v >= V20250101 }

@@ -183,6 +183,8 @@ func (p *SessionPool) ForVersion(v APIVersion) *SessionPool {
 	}
 	if !v.hasMCP() {
 		pr.McpServerSettings = nil
+	}
+	if !v.hasTemplateStatus() {
 		pr.TemplateUpdateStatus = nil
 	}
 	if v.legacyLifecycle() && pr.DynamicPoolConfiguration != nil {

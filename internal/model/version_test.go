@@ -84,7 +84,7 @@ func TestForVersionShape(t *testing.T) {
 			check("properties.managedIdentitySettings", has(props, "managedIdentitySettings"), identity)
 			probes := v == V20250202Preview || v == V20251002Preview
 			check("containers[0].probes", has(c0, "probes"), probes)
-			check("properties.mcpServerSettings", has(props, "mcpServerSettings"), v == V20251002Preview)
+			check("properties.mcpServerSettings", has(props, "mcpServerSettings"), v == V20250202Preview || v == V20251002Preview)
 			check("properties.templateUpdateStatus", has(props, "templateUpdateStatus"), v == V20251002Preview)
 			for _, k := range []string{"environmentId", "containerType", "poolManagementType", "nodeCount", "scaleConfiguration", "secrets", "sessionNetworkConfiguration", "poolManagementEndpoint", "provisioningState", "provisioningError"} {
 				check("properties."+k, has(props, k), true)
@@ -125,7 +125,10 @@ func unexpressible(p *SessionPool, v APIVersion) *SessionPool {
 		c.Identity, pr.ManagedIdentitySettings = nil, nil
 	}
 	if !v.hasMCP() {
-		pr.McpServerSettings, pr.TemplateUpdateStatus = nil, nil
+		pr.McpServerSettings = nil
+	}
+	if !v.hasTemplateStatus() {
+		pr.TemplateUpdateStatus = nil
 	}
 	if t := pr.CustomContainerTemplate; t != nil {
 		if v.registryServer() && t.RegistryCredentials != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/tidepool-dev/tidepool/internal/auth"
 
 	"github.com/tidepool-dev/tidepool/internal/dataplane"
+	"github.com/tidepool-dev/tidepool/internal/mcpkeys"
 	"github.com/tidepool-dev/tidepool/internal/pool"
 )
 
@@ -35,6 +36,7 @@ func (s *Server) dataPlaneHandler() http.Handler {
 		PublicURL: s.publicURL,
 		Logger:    s.log,
 		Metrics:   s.dpMetrics,
+		MCPKeys:   mcpkeys.New(s.st),
 	})
 }
 
