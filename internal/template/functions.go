@@ -161,9 +161,9 @@ func init() {
 			}
 			return v, nil
 		}},
-		"true":  {0, 0, func(*evaluator, []any) (any, error) { return true, nil }},
-		"false": {0, 0, func(*evaluator, []any) (any, error) { return false, nil }},
-		"null":  {0, 0, func(*evaluator, []any) (any, error) { return nil, nil }},
+		"true":   {0, 0, func(*evaluator, []any) (any, error) { return true, nil }},
+		"false":  {0, 0, func(*evaluator, []any) (any, error) { return false, nil }},
+		"null":   {0, 0, func(*evaluator, []any) (any, error) { return nil, nil }},
 		"equals": {2, 2, func(_ *evaluator, a []any) (any, error) { return deepEqual(a[0], a[1]), nil }},
 		"not": {1, 1, func(_ *evaluator, a []any) (any, error) {
 			b, err := boolean(a, 0)
