@@ -44,6 +44,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 		(eq(types[1], "operationStatuses") || eq(types[1], "operationResults")):
 		return s.methods(w, r, handlers{get: s.getOperation})
 	}
+	if eq(id.Namespace, "Microsoft.Resources") && len(types) > 0 && eq(types[0], "deployments") && id.ResourceGroup != "" {
+		return s.routeDeployment(w, r, id)
+	}
 	if !eq(id.Namespace, "Microsoft.App") || len(types) == 0 {
 		return unknownRoute(r)
 	}

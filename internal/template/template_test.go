@@ -60,13 +60,13 @@ func TestFunctionsTemplate(t *testing.T) {
 		t.Fatalf("Evaluate(functions.json): %v", err)
 	}
 	rgID := "/subscriptions/" + testEnv.Subscription.SubscriptionID + "/resourceGroups/rg1"
-	first := "tide-" + UniqueString(rgID)
+	first := "tide" + UniqueString(rgID)
 	if len(res.Resources) != 2 {
 		t.Fatalf("got %d resources, want 2 (the third has a false condition)", len(res.Resources))
 	}
 	// The second resource in the template comes first: the first depends on it.
-	if res.Resources[0].Name != first || res.Resources[1].Name != "Tide-second" {
-		t.Fatalf("order = %s, %s; want %s, Tide-second", res.Resources[0].Name, res.Resources[1].Name, first)
+	if res.Resources[0].Name != first || res.Resources[1].Name != "Tidesecond" {
+		t.Fatalf("order = %s, %s; want %s, Tidesecond", res.Resources[0].Name, res.Resources[1].Name, first)
 	}
 	if want := rgID + "/providers/Microsoft.App/sessionPools/" + first; len(res.Resources[1].DependsOn) != 1 || res.Resources[1].DependsOn[0] != want {
 		t.Errorf("dependsOn = %v, want [%s]", res.Resources[1].DependsOn, want)
