@@ -21,7 +21,9 @@ func deploymentID(rg, name string) string {
 	return "/subscriptions/" + testSub + "/resourceGroups/" + rg + "/providers/Microsoft.Resources/deployments/" + name
 }
 
-func deploymentPath(rg, name string) string { return deploymentID(rg, name) + "?api-version=" + deployAV }
+func deploymentPath(rg, name string) string {
+	return deploymentID(rg, name) + "?api-version=" + deployAV
+}
 
 // readTemplate reads a template from testdata as raw JSON.
 func readTemplate(t *testing.T, name string) json.RawMessage {
@@ -96,7 +98,7 @@ func TestDeployTutorial(t *testing.T) {
 		"properties.provisioningState":                  "Succeeded",
 		"properties.containerType":                      "Shell",
 		"properties.sessionNetworkConfiguration.status": "EgressEnabled",
-		"name":                                          "myshellpool",
+		"name": "myshellpool",
 	} {
 		if got := jstring(pool, path); got != want {
 			t.Errorf("pool %s = %q, want %q", path, got, want)
