@@ -1,10 +1,12 @@
 package arm_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -367,4 +369,47 @@ func TestGroupDeleteCascadesDeployments(t *testing.T) {
 	if _, err := a.st.GetResource(context.Background(), poolID("casc", "myshellpool")); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("pool after group deletion: %v, want not found", err)
 	}
+}
+
+// FuzzDeploymentValidate sends arbitrary templates and parameters to the
+// validate action, which evaluates them as a PUT does without deploying:
+// the answer is 200 or an ARM error, 4xx or 501 NotImplemented, never a
+// panic or another 5xx.
+func FuzzDeploymentValidate(f *testing.F) {
+	a := newTestAPIIn(f, memDir(f))
+	a.createGroup("rg", "eastus")
+	for _, name := range []string{"deploy.json", "deploy_functions.json"} {
+		data, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data, []byte(`{}`))
+	}
+	f.Add([]byte(`{"parameters":{"p":{"type":"array","allowedValues":[1,2]}},"resources":[{"type":"[concat('Microsoft.App/', 'sessionPools')]","apiVersion":"2025-01-01","name":"[string(parameters('p')[0])]"}]}`), []byte(`{"p":{"value":[1]}}`))
+	f.Add([]byte(`{"variables":{"a":"[variables('b')]","b":"[[x]"},"outputs":{"o":{"type":"string","value":"[format('{0,-3:D2}', length(variables('a')))]"}}}`), []byte(`null`))
+	path := a.URL + deploymentID("rg", "fuzz") + "/validate?api-version=" + deployAV
+	f.Fuzz(func(t *testing.T, tmpl, params []byte) {
+		body := []byte(`{"properties":{"mode":"Incremental","template":`)
+		body = append(append(body, tmpl...), `,"parameters":`...)
+		body = append(append(body, params...), `}}`...)
+		req, err := http.NewRequest("POST", path, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+a.token)
+		w := httptest.NewRecorder()
+		a.h.ServeHTTP(w, req)
+		if w.Code == http.StatusOK {
+			return
+		}
+		var env struct {
+			Error *struct{ Code, Message string } `json:"error"`
+		}
+		if err := json.Unmarshal(w.Body.Bytes(), &env); err != nil || env.Error == nil || env.Error.Code == "" || env.Error.Message == "" {
+			t.Fatalf("→ %d: not an ARM error envelope: %q", w.Code, w.Body.Bytes())
+		}
+		if w.Code >= 500 && !(w.Code == http.StatusNotImplemented && env.Error.Code == "NotImplemented") {
+			t.Fatalf("template %q parameters %q → %d %s", tmpl, params, w.Code, w.Body.Bytes())
+		}
+	})
 }
