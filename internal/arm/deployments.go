@@ -52,6 +52,9 @@ const (
 	deployRunning  = "Running"
 )
 
+// interruptedMessage explains a deployment a server stop cut short.
+const interruptedMessage = "The server stopped while this deployment was running; the resources it had not finished may be partly deployed. Run the deployment again: deployments are idempotent."
+
 // resourceTimeout bounds the wait for one resource of a deployment.
 const resourceTimeout = 30 * time.Minute
 
@@ -126,23 +129,30 @@ type deployRunner struct {
 	wg      sync.WaitGroup
 }
 
-// add registers a run of id; it fails if one is registered or the runner stopped.
-func (d *deployRunner) add(id string, cancel context.CancelFunc) bool {
+// add registers a run of id named name; it fails if one is registered or
+// the runner stopped.
+func (d *deployRunner) add(id, name string, cancel context.CancelFunc) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.stopped {
-		return false
+		return errorf(http.StatusServiceUnavailable, "ServerShuttingDown", "The server is shutting down and starts no deployments; retry against the restarted server.")
 	}
 	if d.running == nil {
 		d.running = map[string]context.CancelFunc{}
 	}
 	key := strings.ToLower(id)
 	if _, ok := d.running[key]; ok {
-		return false
+		return errorf(http.StatusConflict, "DeploymentActive", "Unable to edit or replace deployment '%s': the previous deployment is still active. Wait for it to finish or cancel it.", name)
 	}
 	d.running[key] = cancel
 	d.wg.Add(1)
-	return true
+	return nil
+}
+
+func (d *deployRunner) isStopped() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stopped
 }
 
 func (d *deployRunner) done(id string) {
@@ -292,7 +302,7 @@ func (s *Server) decodeDeployment(ctx context.Context, res *store.Resource) (*de
 		}
 		d.Properties.ProvisioningState = model.StateFailed
 		d.Properties.Error = &errorBody{Code: "DeploymentInterrupted",
-			Message: "The server stopped while this deployment was running; the resources it had not finished may be partly deployed. Run the deployment again: deployments are idempotent."}
+			Message: interruptedMessage}
 		err = s.putResource(ctx, d.ID, DeploymentType, fresh.Scope, fresh.Version, &d)
 		if errors.Is(err, store.ErrConflict) && attempt < conflictRetries {
 			if res, err = s.st.GetResource(ctx, res.ID); err != nil {
@@ -561,9 +571,9 @@ func (s *Server) putDeployment(w http.ResponseWriter, r *http.Request) error {
 	}
 	d.Properties.CorrelationID = w.Header().Get("x-ms-correlation-request-id")
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	if !s.deploys.add(p.did, cancel) {
+	if err := s.deploys.add(p.did, p.name, cancel); err != nil {
 		cancel()
-		return errorf(http.StatusConflict, "DeploymentActive", "Unable to edit or replace deployment '%s': the previous deployment is still active. Wait for it to finish or cancel it.", p.name)
+		return err
 	}
 	old, err := s.st.GetResource(ctx, p.did)
 	var version int64
@@ -665,12 +675,17 @@ func (s *Server) runDeployment(ctx context.Context, d *deployment, p *prepared, 
 		prop.OutputResources = done
 		if fail != nil {
 			prop.ProvisioningState = model.StateFailed
-			if ctx.Err() != nil && fail.Code == "DeploymentCanceled" {
-				prop.ProvisioningState = model.StateCanceled
-			}
 			prop.Error = &errorBody{Code: "DeploymentFailed",
 				Message: "At least one resource deployment operation failed; the details name the resource and its error.",
 				Details: []*errorBody{fail}}
+			if ctx.Err() != nil && fail.Code == "DeploymentCanceled" {
+				if s.deploys.isStopped() {
+					prop.Error = &errorBody{Code: "DeploymentInterrupted",
+						Message: interruptedMessage}
+				} else {
+					prop.ProvisioningState = model.StateCanceled
+				}
+			}
 			return
 		}
 		prop.ProvisioningState = model.StateSucceeded

@@ -413,3 +413,25 @@ func FuzzDeploymentValidate(f *testing.F) {
 		}
 	})
 }
+
+// TestDeployStop: stopping the server's deployments records the running
+// ones as interrupted and refuses new ones.
+func TestDeployStop(t *testing.T) {
+	a := newTestAPI(t)
+	a.createGroup("stop", "eastus")
+	a.gate.hold()
+	defer a.gate.release()
+	r := a.must(http.StatusCreated, "PUT", deploymentPath("stop", "d"), deployBody(readTemplate(t, "deploy.json"), nil))
+	async := r.Header.Get("Azure-AsyncOperation")
+	a.poll("deployment running", func() bool {
+		return jstring(a.must(http.StatusOK, "GET", async, nil).json(t), "status") == "Running"
+	})
+	if err := a.h.(*arm.Server).StopDeployments(context.Background()); err != nil {
+		t.Fatalf("StopDeployments: %v", err)
+	}
+	st := a.must(http.StatusOK, "GET", async, nil).json(t)
+	if st["status"] != "Failed" || jstring(st, "error.code") != "DeploymentInterrupted" {
+		t.Errorf("stopped deployment status = %v", st)
+	}
+	wantError(t, a.do("PUT", deploymentPath("stop", "e"), deployBody(readTemplate(t, "deploy.json"), nil), nil), http.StatusServiceUnavailable, "ServerShuttingDown", "")
+}
