@@ -52,6 +52,8 @@ func TestExpressions(t *testing.T) {
 	}{
 		{"plain text", "plain text"},
 		{"[[not an expression]", "[not an expression]"},
+		{"[[only a bracket", "[[only a bracket"},
+		{"[not closed", "[not closed"},
 		{"[concat('a', 'b', 'c')]", "abc"},
 		{"[concat('n', 1, true)]", "n1True"},
 		{"[concat(createArray(1, 2), createArray(3))]", []any{int64(1), int64(2), int64(3)}},

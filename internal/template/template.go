@@ -741,8 +741,8 @@ func IsExpression(s string) bool {
 
 // str evaluates one template string.
 func (ev *evaluator) str(s, path string) (any, error) {
-	if strings.HasPrefix(s, "[[") {
-		return s[1:], nil
+	if strings.HasPrefix(s, "[[") && strings.HasSuffix(s, "]") {
+		return s[1:], nil // "[[x]" is the literal "[x]"
 	}
 	if !IsExpression(s) {
 		return s, nil
