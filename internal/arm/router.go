@@ -51,6 +51,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) error {
 		return s.methods(w, r, access{open: true}, handlers{get: s.getOperation})
 	}
 	switch {
+	case eq(id.Namespace, "Microsoft.Resources") && len(types) > 0 && eq(types[0], "deployments") && id.ResourceGroup != "":
+		return s.routeDeployment(w, r, id)
 	case eq(id.Namespace, "Microsoft.App") && len(types) > 0:
 		return s.routeApp(w, r, id)
 	case eq(id.Namespace, "Microsoft.ManagedIdentity") && len(types) == 1 && eq(types[0], "userAssignedIdentities"):

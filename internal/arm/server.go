@@ -70,6 +70,7 @@ type Server struct {
 	opWait    time.Duration
 	log       *slog.Logger
 	now       func() time.Time
+	deploys   deployRunner // template deployments in progress (deployments.go)
 }
 
 // New returns a Server for cfg.
