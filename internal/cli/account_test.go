@@ -1,0 +1,75 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestLoginAccount(t *testing.T) {
+	e := newEnv(t, nil)
+	fi, err := os.Stat(filepath.Join(e.configDir, profileFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("profile mode = %v, want 0600", fi.Mode().Perm())
+	}
+	acct := e.mustJSON("account", "show")
+	if got := dig(acct, "id"); got != e.creds.SubscriptionID {
+		t.Errorf("account show id = %v, want %s", got, e.creds.SubscriptionID)
+	}
+	if got := dig(acct, "tenantId"); got != e.creds.TenantID {
+		t.Errorf("account show tenantId = %v, want %s", got, e.creds.TenantID)
+	}
+	if got := strings.TrimSpace(e.mustRun("account", "show", "--query", "id", "-o", "tsv")); got != e.creds.SubscriptionID {
+		t.Errorf("--query id -o tsv = %q", got)
+	}
+	tok := e.mustJSON("account", "get-access-token")
+	for _, k := range []string{"accessToken", "expiresOn", "subscription", "tenant", "tokenType"} {
+		if dig(tok, k) == nil {
+			t.Errorf("get-access-token: no %s in %v", k, tok)
+		}
+	}
+	dp := e.mustJSON("account", "get-access-token", "--resource", "https://dynamicsessions.io")
+	if dig(dp, "accessToken") == dig(tok, "accessToken") {
+		t.Error("data-plane token equals the management token")
+	}
+	if r := e.run("account", "get-access-token", "--scope", "https://dynamicsessions.io"); r.code != 2 {
+		t.Errorf("--scope without /.default: exit %d, want 2", r.code)
+	}
+	if r := e.run("account", "set", "--subscription", "nope"); r.code != 1 || !strings.Contains(r.stderr, "Subscription 'nope' not found") {
+		t.Errorf("account set nope: exit %d, stderr %q", r.code, r.stderr)
+	}
+	e.mustRun("account", "set", "-s", e.creds.SubscriptionID)
+
+	// Service principal login with flags.
+	e.mustRun("logout")
+	if r := e.run("account", "show"); r.code != 1 || !strings.Contains(r.stderr, "tidepool login") {
+		t.Errorf("account show after logout: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := e.run("login", "--service-principal", "-u", e.creds.ClientID, "-p", "wrong", "--tenant", e.creds.TenantID, "--endpoint", e.endpoint); r.code != 1 {
+		t.Errorf("login with a wrong secret: exit %d, stderr %q", r.code, r.stderr)
+	}
+	list := e.mustJSON("login", "--service-principal", "-u", e.creds.ClientID, "-p", e.creds.ClientSecret, "--tenant", e.creds.TenantID, "--endpoint", e.endpoint)
+	if l, ok := list.([]any); !ok || len(l) == 0 || dig(l[0], "user.type") != "servicePrincipal" {
+		t.Errorf("login output = %v", list)
+	}
+}
+
+func TestConfigureDefaults(t *testing.T) {
+	e := newEnv(t, nil)
+	e.mustRun("configure", "--defaults", "group=defrg", "location=westus")
+	e.mustRun("group", "create")
+	if code, g := e.get("/subscriptions/"+e.creds.SubscriptionID+"/resourcegroups/defrg", groupsVersion); code != 200 || g["location"] != "westus" {
+		t.Errorf("GET group defrg = %d %v", code, g)
+	}
+	if got := e.mustRun("configure", "--list-defaults", "--query", "[].value", "-o", "tsv"); got != "defrg\nwestus\n" {
+		t.Errorf("list-defaults = %q", got)
+	}
+	e.mustRun("configure", "--defaults", "group=")
+	if r := e.run("group", "show"); r.code != 2 {
+		t.Errorf("group show without a default: exit %d", r.code)
+	}
+}

@@ -1,0 +1,161 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tidepool-dev/tidepool/internal/sandbox"
+	"github.com/tidepool-dev/tidepool/internal/server"
+)
+
+// env is a live in-process tidepool server and a CLI profile logged in to it.
+type env struct {
+	t         *testing.T
+	dataDir   string
+	configDir string
+	endpoint  string
+	creds     credentialsFile
+	http      *http.Client
+}
+
+// result is one CLI run.
+type result struct {
+	stdout, stderr string
+	code           int
+	err            error
+}
+
+// newEnv starts a server (rt may be nil: pools hold no sandboxes) and logs
+// the CLI in with the admin credentials file.
+func newEnv(t *testing.T, rt sandbox.Runtime) *env {
+	t.Helper()
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.New(ctx, server.Config{DataDir: dir, Runtime: rt, AllowHyphenatedPoolNames: true,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, ln)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		srv.Close()
+	})
+	e := &env{t: t, dataDir: dir, configDir: filepath.Join(t.TempDir(), "cfg"), http: &http.Client{Timeout: time.Minute}}
+	data, err := os.ReadFile(filepath.Join(dir, server.CredentialsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &e.creds); err != nil {
+		t.Fatal(err)
+	}
+	e.endpoint = e.creds.Endpoint
+	e.mustRun("login", "--credentials-file", filepath.Join(dir, server.CredentialsFile))
+	return e
+}
+
+// run runs one CLI command line, with stdin.
+func (e *env) runIn(stdin string, args ...string) result {
+	e.t.Helper()
+	var out, errb bytes.Buffer
+	app := &App{
+		Stdout: &out, Stderr: &errb, Stdin: strings.NewReader(stdin),
+		Getenv:       func(k string) string { return map[string]string{"TIDEPOOL_CONFIG_DIR": e.configDir}[k] },
+		HTTPClient:   e.http,
+		Terminal:     func() bool { return false },
+		PollInterval: 20 * time.Millisecond,
+	}
+	root := &cobra.Command{Use: "tidepool", SilenceErrors: true, SilenceUsage: true}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &cliError{msg: err.Error(), code: 2} })
+	AddCommands(root, app)
+	root.SetArgs(NormalizeArgs(root, args))
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	err := root.ExecuteContext(context.Background())
+	r := result{stdout: out.String(), stderr: errb.String(), err: err}
+	if err != nil {
+		r.code = ExitCode(err)
+		r.stderr += "ERROR: " + err.Error() + "\n"
+	}
+	return r
+}
+
+func (e *env) run(args ...string) result {
+	e.t.Helper()
+	return e.runIn("", args...)
+}
+
+// mustRun runs a command that must succeed and returns its stdout.
+func (e *env) mustRun(args ...string) string {
+	e.t.Helper()
+	r := e.run(args...)
+	if r.err != nil {
+		e.t.Fatalf("tidepool %s: exit %d: %v\nstderr: %s", strings.Join(args, " "), r.code, r.err, r.stderr)
+	}
+	return r.stdout
+}
+
+// mustJSON runs a command and decodes its JSON output.
+func (e *env) mustJSON(args ...string) any {
+	e.t.Helper()
+	out := e.mustRun(args...)
+	var v any
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		e.t.Fatalf("tidepool %s: output is not JSON: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return v
+}
+
+// get GETs a management path directly (not through the CLI) with an admin
+// token and decodes the answer.
+func (e *env) get(path, version string) (int, map[string]any) {
+	e.t.Helper()
+	tok, err := requestToken(context.Background(), &App{HTTPClient: e.http},
+		&loginInfo{Endpoint: e.endpoint, TenantID: e.creds.TenantID, ClientID: e.creds.ClientID, ClientSecret: e.creds.ClientSecret}, resourceARM)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, e.endpoint+withVersion(path, version), nil)
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	resp, err := e.http.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, m
+}
+
+// dig follows a dotted path through decoded JSON.
+func dig(v any, path string) any {
+	for _, k := range strings.Split(path, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
