@@ -226,5 +226,7 @@ func topCommands(app *App, g *globals) []*cobra.Command {
 		newConfigureCommand(app, g),
 		newGroupCommand(app, g),
 		newProviderCommand(app, g),
+		newSessionPoolCommand(app, g),
+		newContainerAppCommand(app, g),
 	}
 }

@@ -80,11 +80,14 @@ func (e *env) runIn(stdin string, args ...string) result {
 	e.t.Helper()
 	var out, errb bytes.Buffer
 	app := &App{
-		Stdout: &out, Stderr: &errb, Stdin: strings.NewReader(stdin),
+		Stdout: &out, Stderr: &errb,
 		Getenv:       func(k string) string { return map[string]string{"TIDEPOOL_CONFIG_DIR": e.configDir}[k] },
 		HTTPClient:   e.http,
 		Terminal:     func() bool { return false },
 		PollInterval: 20 * time.Millisecond,
+	}
+	if stdin != "" {
+		app.Stdin = strings.NewReader(stdin)
 	}
 	root := &cobra.Command{Use: "tidepool", SilenceErrors: true, SilenceUsage: true}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &cliError{msg: err.Error(), code: 2} })
@@ -148,14 +151,3 @@ func (e *env) get(path, version string) (int, map[string]any) {
 	return resp.StatusCode, m
 }
 
-// dig follows a dotted path through decoded JSON.
-func dig(v any, path string) any {
-	for _, k := range strings.Split(path, ".") {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		v = m[k]
-	}
-	return v
-}
