@@ -227,6 +227,7 @@ func topCommands(app *App, g *globals) []*cobra.Command {
 		newGroupCommand(app, g),
 		newProviderCommand(app, g),
 		newSessionPoolCommand(app, g),
+		newSessionCommand(app, g),
 		newContainerAppCommand(app, g),
 	}
 }

@@ -150,4 +150,3 @@ func (e *env) get(path, version string) (int, map[string]any) {
 	_ = json.NewDecoder(resp.Body).Decode(&m)
 	return resp.StatusCode, m
 }
-

@@ -360,6 +360,6 @@ func newContainerAppCommand(app *App, g *globals) *cobra.Command {
 		Use:   "containerapp",
 		Short: "Session pools, sessions and managed environments, as az containerapp: scripts port by renaming the program.",
 	}
-	cmd.AddCommand(newSessionPoolCommand(app, g), newEnvCommand(app, g))
+	cmd.AddCommand(newSessionPoolCommand(app, g), newSessionCommand(app, g), newEnvCommand(app, g))
 	return cmd
 }

@@ -30,8 +30,8 @@ func TestSeedExamples(t *testing.T) {
 		{"python defaults", []string{"--location", "eastasia"}, map[string]any{
 			"location": "eastasia", "properties.containerType": "PythonLTS", "properties.poolManagementType": "Dynamic",
 			"properties.scaleConfiguration.maxConcurrentSessions": 10.0, "properties.scaleConfiguration.readySessionInstances": 5.0,
-			"properties.sessionNetworkConfiguration.status":                               "EgressDisabled",
-			"properties.dynamicPoolConfiguration.lifecycleConfiguration.lifecycleType":     "Timed",
+			"properties.sessionNetworkConfiguration.status":                                      "EgressDisabled",
+			"properties.dynamicPoolConfiguration.lifecycleConfiguration.lifecycleType":           "Timed",
 			"properties.dynamicPoolConfiguration.lifecycleConfiguration.cooldownPeriodInSeconds": 300.0,
 		}},
 		{"python 30/20", []string{"--container-type", "PythonLTS", "--max-sessions", "30", "--ready-sessions", "20", "--location", "eastasia"}, map[string]any{
@@ -62,13 +62,13 @@ func TestSeedExamples(t *testing.T) {
 		}},
 		{"custom identities", append(append([]string{}, custom...), "--image", "MyImage", "--cpu", "0.5", "--memory", "1Gi", "--target-port", "80",
 			"--mi-system-assigned", "--mi-user-assigned", "MyUserIdentityResourceId", "--location", "eastasia"), map[string]any{
-			"identity.type": "SystemAssigned,UserAssigned",
+			"identity.type":                      "SystemAssigned,UserAssigned",
 			"properties.managedIdentitySettings": []any{map[string]any{"identity": "system", "lifecycle": "Main"}, map[string]any{"identity": strings.ToLower(uami), "lifecycle": "Main"}},
 		}},
 		{"custom cooldown", []string{"--environment", "MyEnvironment", "--cpu", "0.5", "--memory", "1Gi", "--target-port", "80", "--container-type", "CustomContainer",
 			"--cooldown-period", "360", "--location", "eastasia"}, map[string]any{
 			"properties.dynamicPoolConfiguration.lifecycleConfiguration.cooldownPeriodInSeconds": 360.0,
-			"properties.customContainerTemplate.containers": []any{map[string]any{"name": "mysessionpool", "image": defaultImage, "resources": map[string]any{"cpu": 0.5, "memory": "1Gi"}}},
+			"properties.customContainerTemplate.containers":                                      []any{map[string]any{"name": "mysessionpool", "image": defaultImage, "resources": map[string]any{"cpu": 0.5, "memory": "1Gi"}}},
 		}},
 	}
 	for _, tt := range tests {
