@@ -116,6 +116,9 @@ type inv struct {
 	log    *slog.Logger
 	prof   *profile
 	client *armClient
+	// table, when set, is the command's az table transformer: it turns
+	// the result into rows for -o table without --query.
+	table func(any) any
 }
 
 // warn prints a warning to stderr unless --only-show-errors.
@@ -238,7 +241,7 @@ func run(app *App, g *globals, f runFunc) func(*cobra.Command, []string) error {
 		if _, ok := res.(noOutput); ok {
 			return nil
 		}
-		return writeOutput(app.stdout(), g.output, q, res)
+		return writeOutput(app.stdout(), g.output, q, res, in.table)
 	}
 }
 

@@ -229,5 +229,9 @@ func topCommands(app *App, g *globals) []*cobra.Command {
 		newSessionPoolCommand(app, g),
 		newSessionCommand(app, g),
 		newContainerAppCommand(app, g),
+		newResourceCommand(app, g),
+		newIdentityCommand(app, g),
+		newRoleCommand(app, g),
+		newDeploymentCommand(app, g),
 	}
 }

@@ -104,7 +104,9 @@ func addResourceGroup(v any) {
 }
 
 // writeOutput transforms, queries and formats a command's result.
-func writeOutput(w io.Writer, format string, q *query, res any) error {
+// table, if set, is the command's table transformer (used for -o table
+// without --query, as az).
+func writeOutput(w io.Writer, format string, q *query, res any, table func(any) any) error {
 	v, err := normalize(res)
 	if err != nil {
 		return err
@@ -126,6 +128,10 @@ func writeOutput(w io.Writer, format string, q *query, res any) error {
 	case "tsv":
 		out = formatTSV(withOrder(v, q))
 	case "table":
+		if table != nil && q == nil {
+			out, err = formatTable(table(v), false)
+			break
+		}
 		out, err = formatTable(withOrder(v, q), q == nil)
 	}
 	if err != nil {

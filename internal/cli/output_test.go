@@ -59,7 +59,7 @@ func TestOutputGolden(t *testing.T) {
 				}
 			}
 			var b bytes.Buffer
-			if err := writeOutput(&b, tt.format, q, tt.input); err != nil {
+			if err := writeOutput(&b, tt.format, q, tt.input, nil); err != nil {
 				t.Fatalf("writeOutput(%s, %q): %v", tt.format, tt.query, err)
 			}
 			golden := filepath.Join("testdata", "output", tt.name+".golden")
@@ -82,7 +82,7 @@ func TestOutputGolden(t *testing.T) {
 
 func TestOutputErrors(t *testing.T) {
 	var b bytes.Buffer
-	err := writeOutput(&b, "table", nil, map[string]any{"properties": map[string]any{"a": 1}})
+	err := writeOutput(&b, "table", nil, map[string]any{"properties": map[string]any{"a": 1}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "Table output unavailable") {
 		t.Errorf("table of an object with no scalars: err = %v", err)
 	}
@@ -95,7 +95,7 @@ func TestOutputErrors(t *testing.T) {
 		map[string]any{"id": "/subscriptions/s/resourceGroups/RG1/providers/X/y/z"},
 		map[string]any{"id": "/subscriptions/s/resourcegroups/rg2", "resourceGroup": "kept"},
 	}
-	if err := writeOutput(&b, "tsv", mustQuery(t, "[].resourceGroup"), in); err != nil {
+	if err := writeOutput(&b, "tsv", mustQuery(t, "[].resourceGroup"), in, nil); err != nil {
 		t.Fatal(err)
 	}
 	if b.String() != "RG1\nkept\n" {

@@ -99,7 +99,7 @@ func TestSessionCommands(t *testing.T) {
 	if names := e.mustRun(ci("list-files", "--path", "my-directory", "--query", "value[].name", "-o", "tsv")...); names != "" {
 		t.Errorf("list-files after delete = %q", names)
 	}
-	if r := e.run(append(append([]string{"session", "stop"}, s...))...); r.code != 1 || !strings.Contains(r.stderr, "only supported for session pools with type 'CustomContainer'") {
+	if r := e.run(append([]string{"session", "stop"}, s...)...); r.code != 1 || !strings.Contains(r.stderr, "only supported for session pools with type 'CustomContainer'") {
 		t.Errorf("session stop on PythonLTS: exit %d %q", r.code, r.stderr)
 	}
 
