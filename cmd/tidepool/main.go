@@ -46,5 +46,6 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newServeCommand())
 	root.AddCommand(newAgentCommand())
 	cli.AddCommands(root, &cli.App{})
+	root.AddCommand(cli.NewDocsCommand())
 	return root
 }

@@ -202,7 +202,7 @@ func AddCommands(root *cobra.Command, app *App) {
 		pf.BoolVar(&g.debug, "debug", false, "Increase logging verbosity to show all debug logs, including HTTP requests and responses.")
 		pf.BoolVar(&g.verbose, "verbose", false, "Increase logging verbosity. Use --debug for full debug logs.")
 		pf.BoolVar(&g.onlyShowErrors, "only-show-errors", false, "Only show errors, suppressing warnings.")
-		pf.StringVar(&g.subscription, "subscription", "", "Name or ID of subscription. You can configure the default subscription using `tidepool account set -s NAME_OR_ID`.")
+		pf.StringVar(&g.subscription, "subscription", "", "Name or ID of subscription. You can configure the default subscription using 'tidepool account set -s NAME_OR_ID'.")
 		_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(outputFormats, cobra.ShellCompDirectiveNoFileComp))
 		root.AddCommand(c)
 	}

@@ -43,7 +43,7 @@ func newGroupCommand(app *App, g *globals) *cobra.Command {
 		Args:    cobra.NoArgs,
 	}
 	nameFlags(create, &cName, &cRG)
-	create.Flags().StringVarP(&cLoc, "location", "l", "", "Location. Default: `tidepool configure --defaults location=<location>`.")
+	create.Flags().StringVarP(&cLoc, "location", "l", "", "Location. Default: 'tidepool configure --defaults location=<location>'.")
 	multi(create, &cTags, "tags", "", "Space-separated tags: key[=value] [key[=value] ...].")
 	create.RunE = run(app, g, func(ctx context.Context, in *inv, _ []string) (any, error) {
 		if cName == "" {

@@ -313,8 +313,8 @@ func dig(v any, path string) any {
 func addPoolFlags(cmd *cobra.Command, f *poolFlags, create bool) {
 	fl := cmd.Flags()
 	fl.StringVarP(&f.name, "name", "n", "", "The session pool name.")
-	fl.StringVarP(&f.rg, "resource-group", "g", "", "Name of resource group. You can configure the default group using `tidepool configure --defaults group=<name>`.")
-	fl.StringVarP(&f.location, "location", "l", "", "Location of the resource. You can configure the default location using `tidepool configure --defaults location=<location>`.")
+	fl.StringVarP(&f.rg, "resource-group", "g", "", "Name of resource group. You can configure the default group using 'tidepool configure --defaults group=<name>'.")
+	fl.StringVarP(&f.location, "location", "l", "", "Location of the resource. You can configure the default location using 'tidepool configure --defaults location=<location>'.")
 	fl.StringVar(&f.lifecycleType, "lifecycle-type", "", "The lifecycle type of the session pool: Timed, OnContainerExit."+ifs(create, " Default: Timed."))
 	fl.StringVar(&f.cooldown, "cooldown-period", "", "Period (in seconds), after which the session will be deleted, this is only applicable for lifecycle type 'Timed'"+ifs(create, ", default=300")+".")
 	fl.StringVar(&f.maxAlive, "max-alive-period", "", "Period (in seconds), before the session be deleted if its container was not exited earlier, this is only applicable for lifecycle type 'OnContainerExit'"+ifs(create, ", default=3600")+".")

@@ -242,7 +242,7 @@ func newSessionPoolCommand(app *App, g *globals) *cobra.Command {
 // refFlags defines -n, -g and --ids.
 func refFlags(cmd *cobra.Command, name, rg *string, ids *[]string) {
 	cmd.Flags().StringVarP(name, "name", "n", "", "The session pool name.")
-	cmd.Flags().StringVarP(rg, "resource-group", "g", "", "Name of resource group. You can configure the default group using `tidepool configure --defaults group=<name>`.")
+	cmd.Flags().StringVarP(rg, "resource-group", "g", "", "Name of resource group. You can configure the default group using 'tidepool configure --defaults group=<name>'.")
 	multi(cmd, ids, "ids", "", "One or more resource IDs (space-delimited). If provided, no other 'Resource Id' arguments should be specified.")
 }
 
