@@ -260,5 +260,9 @@ func ExitCode(err error) int {
 	if errors.As(err, &e) {
 		return e.ExitCode()
 	}
+	// cobra's own argument errors: az (argparse) exits 2 for them.
+	if strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "required flag") {
+		return 2
+	}
 	return 1
 }
