@@ -73,3 +73,32 @@ func TestConfigureDefaults(t *testing.T) {
 		t.Errorf("group show without a default: exit %d", r.code)
 	}
 }
+
+// TestProgressAndLogging: the spinner shows on a terminal only, --no-wait
+// prints nothing, --debug logs the requests, --only-show-errors hides
+// warnings.
+func TestProgressAndLogging(t *testing.T) {
+	e := newEnv(t, nil)
+	e.mustRun("group", "create", "-n", "rg", "-l", "westus")
+	r := e.run("sessionpool", "create", "-n", "quiet", "-g", "rg")
+	if r.err != nil || strings.Contains(r.stderr, "Running") {
+		t.Errorf("not a terminal: err %v, stderr %q", r.err, r.stderr)
+	}
+	e.terminal = true
+	r = e.run("sessionpool", "create", "-n", "shown", "-g", "rg")
+	e.terminal = false
+	if r.err != nil || !strings.Contains(r.stderr, "Running ..") {
+		t.Errorf("terminal: err %v, stderr %q", r.err, r.stderr)
+	}
+	if r := e.run("sessionpool", "create", "-n", "nowait", "-g", "rg", "--no-wait"); r.err != nil || r.stdout != "" {
+		t.Errorf("--no-wait: err %v, stdout %q", r.err, r.stdout)
+	}
+	r = e.run("group", "show", "-n", "rg", "--debug")
+	if r.err != nil || !strings.Contains(r.stderr, "method=GET") || !strings.Contains(r.stderr, "status=200") {
+		t.Errorf("--debug: err %v, stderr %q", r.err, r.stderr)
+	}
+	r = e.run("sessionpool", "delete", "-n", "quiet", "-g", "rg", "--yes", "--only-show-errors")
+	if r.err != nil || r.stderr != "" {
+		t.Errorf("--only-show-errors: err %v, stderr %q", r.err, r.stderr)
+	}
+}

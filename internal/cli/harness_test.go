@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +29,46 @@ type env struct {
 	endpoint  string
 	creds     credentialsFile
 	http      *http.Client
+	rec       *recorder
+	// terminal is what App.Terminal reports (spinner, prompts).
+	terminal bool
+}
+
+// recorder records the requests the CLI sends.
+type recorder struct {
+	rt   http.RoundTripper
+	mu   sync.Mutex
+	reqs []recorded
+}
+
+type recorded struct {
+	method, url string
+	body        []byte
+}
+
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	var body []byte
+	if req.Body != nil {
+		body, _ = io.ReadAll(req.Body)
+		req.Body.Close()
+		req.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	r.mu.Lock()
+	r.reqs = append(r.reqs, recorded{req.Method, req.URL.String(), body})
+	r.mu.Unlock()
+	return r.rt.RoundTrip(req)
+}
+
+// last returns the body of the last request with the method.
+func (r *recorder) last(method string) []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.reqs) - 1; i >= 0; i-- {
+		if r.reqs[i].method == method {
+			return r.reqs[i].body
+		}
+	}
+	return nil
 }
 
 // result is one CLI run.
@@ -62,7 +103,8 @@ func newEnv(t *testing.T, rt sandbox.Runtime) *env {
 		}
 		srv.Close()
 	})
-	e := &env{t: t, dataDir: dir, configDir: filepath.Join(t.TempDir(), "cfg"), http: &http.Client{Timeout: time.Minute}}
+	e := &env{t: t, dataDir: dir, configDir: filepath.Join(t.TempDir(), "cfg"), rec: &recorder{rt: http.DefaultTransport}}
+	e.http = &http.Client{Timeout: time.Minute, Transport: e.rec}
 	data, err := os.ReadFile(filepath.Join(dir, server.CredentialsFile))
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +125,7 @@ func (e *env) runIn(stdin string, args ...string) result {
 		Stdout: &out, Stderr: &errb,
 		Getenv:       func(k string) string { return map[string]string{"TIDEPOOL_CONFIG_DIR": e.configDir}[k] },
 		HTTPClient:   e.http,
-		Terminal:     func() bool { return false },
+		Terminal:     func() bool { return e.terminal },
 		PollInterval: 20 * time.Millisecond,
 	}
 	if stdin != "" {
