@@ -52,7 +52,14 @@ func TestLoginAccount(t *testing.T) {
 	if r := e.run("login", "--service-principal", "-u", e.creds.ClientID, "-p", "wrong", "--tenant", e.creds.TenantID, "--endpoint", e.endpoint); r.code != 1 {
 		t.Errorf("login with a wrong secret: exit %d, stderr %q", r.code, r.stderr)
 	}
-	list := e.mustJSON("login", "--service-principal", "-u", e.creds.ClientID, "-p", e.creds.ClientSecret, "--tenant", e.creds.TenantID, "--endpoint", e.endpoint)
+	if r := e.run("login", "--service-principal", "-u", e.creds.ClientID, "-p", e.creds.ClientSecret, "--tenant", e.creds.TenantID); r.code != 2 || !strings.Contains(r.stderr, "TIDEPOOL_ENDPOINT") {
+		t.Errorf("login without an endpoint: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := e.run("login", "-u", e.creds.ClientID, "-p", e.creds.ClientSecret, "--tenant", e.creds.TenantID); r.code != 2 || !strings.Contains(r.stderr, "service principal") {
+		t.Errorf("login without --service-principal: exit %d, stderr %q", r.code, r.stderr)
+	}
+	e.environ = map[string]string{"TIDEPOOL_ENDPOINT": e.endpoint}
+	list := e.mustJSON("login", "--service-principal", "-u", e.creds.ClientID, "-p", e.creds.ClientSecret, "--tenant", e.creds.TenantID)
 	if l, ok := list.([]any); !ok || len(l) == 0 || dig(l[0], "user.type") != "servicePrincipal" {
 		t.Errorf("login output = %v", list)
 	}

@@ -204,7 +204,28 @@ func AddCommands(root *cobra.Command, app *App) {
 		pf.BoolVar(&g.onlyShowErrors, "only-show-errors", false, "Only show errors, suppressing warnings.")
 		pf.StringVar(&g.subscription, "subscription", "", "Name or ID of subscription. You can configure the default subscription using 'tidepool account set -s NAME_OR_ID'.")
 		_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(outputFormats, cobra.ShellCompDirectiveNoFileComp))
+		groupRun(c)
 		root.AddCommand(c)
+	}
+}
+
+// groupRun makes command groups fail, as az does, on a subcommand they do
+// not have (cobra would print the help and exit 0); alone they print help.
+func groupRun(c *cobra.Command) {
+	if !c.HasSubCommands() {
+		return
+	}
+	if c.Run == nil && c.RunE == nil {
+		c.Args = cobra.ArbitraryArgs
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageErr("%s: '%s' is not in the '%s' command group. See '%s --help'.", cmd.CommandPath(), args[0], cmd.CommandPath(), cmd.CommandPath())
+			}
+			return cmd.Help()
+		}
+	}
+	for _, s := range c.Commands() {
+		groupRun(s)
 	}
 }
 

@@ -106,7 +106,7 @@ func GenerateDocs() []byte {
 		if c.Hidden || c.Name() == "help" || c.Name() == "completion" {
 			return
 		}
-		if c.Runnable() {
+		if c.Runnable() && !c.HasSubCommands() {
 			fmt.Fprintf(&b, "\n### %s\n\n", c.CommandPath())
 			desc := c.Long
 			if desc == "" {

@@ -32,6 +32,8 @@ type env struct {
 	rec       *recorder
 	// terminal is what App.Terminal reports (spinner, prompts).
 	terminal bool
+	// environ is the CLI's environment besides TIDEPOOL_CONFIG_DIR.
+	environ map[string]string
 }
 
 // recorder records the requests the CLI sends.
@@ -123,7 +125,12 @@ func (e *env) runIn(stdin string, args ...string) result {
 	var out, errb bytes.Buffer
 	app := &App{
 		Stdout: &out, Stderr: &errb,
-		Getenv:       func(k string) string { return map[string]string{"TIDEPOOL_CONFIG_DIR": e.configDir}[k] },
+		Getenv: func(k string) string {
+			if k == "TIDEPOOL_CONFIG_DIR" {
+				return e.configDir
+			}
+			return e.environ[k]
+		},
 		HTTPClient:   e.http,
 		Terminal:     func() bool { return e.terminal },
 		PollInterval: 20 * time.Millisecond,

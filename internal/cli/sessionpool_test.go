@@ -199,6 +199,7 @@ func TestPoolValidation(t *testing.T) {
 		{[]string{"sessionpool", "show", "-n", "nope", "-g", "rg"}, 3, ""},
 		{[]string{"sessionpool", "show", "-n", "x", "-o", "xml"}, 2, "argument --output/-o: invalid choice: 'xml'"},
 		{[]string{"sessionpool", "delete", "-n", "x", "-g", "rg"}, 1, "Unable to prompt for confirmation as no tty available. Use --yes."},
+		{[]string{"containerapp", "sessionpool", "frobnicate"}, 2, "'frobnicate' is not in the 'tidepool containerapp sessionpool' command group."},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args[2:], " "), func(t *testing.T) {
