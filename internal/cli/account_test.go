@@ -16,6 +16,24 @@ func TestLoginAccount(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("profile mode = %v, want 0600", fi.Mode().Perm())
 	}
+	// The login's token is cached in the profile: later commands reuse it.
+	tokens := func() int {
+		e.rec.mu.Lock()
+		defer e.rec.mu.Unlock()
+		n := 0
+		for _, r := range e.rec.reqs {
+			if strings.Contains(r.url, "/oauth2/v2.0/token") {
+				n++
+			}
+		}
+		return n
+	}
+	before := tokens()
+	e.mustRun("group", "list")
+	e.mustRun("provider", "show", "-n", "Microsoft.App")
+	if n := tokens() - before; n != 0 {
+		t.Errorf("%d token requests after login, want 0 (cached)", n)
+	}
 	acct := e.mustJSON("account", "show")
 	if got := dig(acct, "id"); got != e.creds.SubscriptionID {
 		t.Errorf("account show id = %v, want %s", got, e.creds.SubscriptionID)
