@@ -63,11 +63,6 @@ func isNotFound(err error) bool {
 	return errors.As(err, &se) && se.Status == http.StatusNotFound
 }
 
-func isConflict(err error, code string) bool {
-	var se *serviceError
-	return errors.As(err, &se) && se.Status == http.StatusConflict && strings.EqualFold(se.Code, code)
-}
-
 // requestToken runs the client-credentials grant against the login's
 // token endpoint for resource.
 func requestToken(ctx context.Context, app *App, l *loginInfo, resource string) (cachedToken, error) {

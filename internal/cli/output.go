@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -392,10 +391,4 @@ func capitalize(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
-}
-
-// errorsAs is errors.As for callers that only need a yes or no.
-func errorsAs[T error](err error) bool {
-	var t T
-	return errors.As(err, &t)
 }

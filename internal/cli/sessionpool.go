@@ -40,7 +40,7 @@ type poolFlags struct {
 	cpu, memory, targetPort, probeYAML                        string
 	registryServer, registryUser, registryPass, registryIdent string
 	secrets, envVars, command, args, miUser, ids              []string
-	miSystem, noWait, yes                                     bool
+	miSystem, noWait                                          bool
 }
 
 // enum checks a choice case-insensitively and returns its canonical form.
