@@ -40,7 +40,7 @@ func TestRequestBodies(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e.mustRun(tt.args...)
-			body := e.rec.last(tt.method)
+			body := e.rec.last(tt.method, "api-version="+poolVersion)
 			var v any
 			if err := json.Unmarshal(body, &v); err != nil {
 				t.Fatalf("request body %q: %v", body, err)

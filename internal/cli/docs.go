@@ -55,9 +55,10 @@ Multi-value flags (` + "`--ids`, `--secrets`, `--env-vars`, `--command`, `--args
 - Session pools are managed at api-version 2025-10-02-preview (the extension pins 2025-02-02-preview), and
   the data-plane commands use 2025-10-02-preview too.
 - ` + "`sessionpool create`" + ` also accepts ` + "`--container-type Shell`" + `. Without ` + "`--location`" + ` or a configured
-  default, the pool goes to its resource group's location. It makes no Graph ` + "`/me`" + ` call and does not
-  assign the creator the Session Executor role afterwards. Container flags given to a non-CustomContainer
-  pool are ignored with a warning.
+  default, the pool goes to its resource group's location. Like az it then gives the caller the
+  Session Executor role on the pool (a failure is only a warning), but it reads the caller's object id
+  from its token's ` + "`oid`" + ` claim instead of Graph's ` + "`/me`" + `. Container flags given to a
+  non-CustomContainer pool are ignored with a warning.
 - ` + "`sessionpool update --environment`" + ` fails with ` + "`containerType and environmentId cannot be updated.`" + `
   when the environment differs from the pool's (az, by a bug, fails when it is the same).
 - ` + "`--session-pool-location`" + ` builds the endpoint on the login's server

@@ -61,12 +61,13 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	return r.rt.RoundTrip(req)
 }
 
-// last returns the body of the last request with the method.
-func (r *recorder) last(method string) []byte {
+// last returns the body of the last request with the method whose URL
+// contains part.
+func (r *recorder) last(method, part string) []byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i := len(r.reqs) - 1; i >= 0; i-- {
-		if r.reqs[i].method == method {
+		if r.reqs[i].method == method && strings.Contains(r.reqs[i].url, part) {
 			return r.reqs[i].body
 		}
 	}

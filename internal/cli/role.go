@@ -2,6 +2,9 @@ package cli
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
 
 	"net/http"
 	"net/url"
@@ -364,4 +367,49 @@ func (in *inv) listAssignments(ctx context.Context, c *armClient, scope, assigne
 		out = append(out, a)
 	}
 	return out, nil
+}
+
+// sessionExecutorRole is the built-in role "Azure ContainerApps Session
+// Executor", which az gives a pool's creator.
+const sessionExecutorRole = "0fb8eba5-a2bb-4abe-b1c1-49dfad359bb0"
+
+// tokenObjectID returns the oid claim of a JWT, unverified: the caller's
+// own object id, as az reads it from Graph's /me.
+func tokenObjectID(token string) string {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	data, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return ""
+	}
+	var claims struct {
+		OID string `json:"oid"`
+	}
+	if json.Unmarshal(data, &claims) != nil {
+		return ""
+	}
+	return claims.OID
+}
+
+// assignCreator gives the caller the Session Executor role on a new pool,
+// as az does after create; failures are only a warning and an existing
+// assignment is fine.
+func (in *inv) assignCreator(ctx context.Context, c *armClient, poolPath string) {
+	tok, err := c.token(ctx, resourceARM)
+	oid := tokenObjectID(tok.AccessToken)
+	if err == nil && oid != "" {
+		body := map[string]any{"properties": map[string]any{
+			"roleDefinitionId": "/subscriptions/" + c.sub.ID + "/providers/Microsoft.Authorization/roleDefinitions/" + sessionExecutorRole,
+			"principalId":      oid,
+		}}
+		_, err = c.call(ctx, http.MethodPut, poolPath+"/providers/Microsoft.Authorization/roleAssignments/"+uuid.NewString(), authorizationVersion, body)
+		var se *serviceError
+		if err == nil || errors.As(err, &se) && strings.EqualFold(se.Code, "RoleAssignmentExists") {
+			return
+		}
+	}
+	in.log.Info("assign the creator the Session Executor role", "err", err)
+	in.warn("Could not add user as session pool creator role to the session pool, please follow the docs https://learn.microsoft.com/en-us/azure/container-apps/sessions-code-interpreter?tabs=azure-cli#authentication to add the role assignment manually.")
 }

@@ -503,7 +503,12 @@ func createPool(ctx context.Context, in *inv, f *poolFlags) (any, error) {
 		}
 	}
 	ref := poolRef{c.sub.ID, rg, f.name}
-	return c.put(ctx, http.MethodPut, ref.path(), poolVersion, body, f.noWait)
+	res, err := c.put(ctx, http.MethodPut, ref.path(), poolVersion, body, f.noWait)
+	if err != nil {
+		return nil, err
+	}
+	in.assignCreator(ctx, c, ref.path())
+	return res, nil
 }
 
 // containerTemplate builds (create: old == nil) or edits (update) the

@@ -164,8 +164,15 @@ func TestRoleAndIdentity(t *testing.T) {
 	if r := e.run("resource", "show", "--ids", identID); r.code != 3 {
 		t.Errorf("resource show after delete: exit %d", r.code)
 	}
-	e.mustRun("sessionpool", "create", "-n", "p1", "-g", "rg")
+	// sessionpool create gives its creator the Session Executor role, as az.
+	r := e.run("sessionpool", "create", "-n", "p1", "-g", "rg")
 	pid := "/subscriptions/" + e.creds.SubscriptionID + "/resourceGroups/rg/providers/Microsoft.App/sessionPools/p1"
+	if r.err != nil || strings.Contains(r.stderr, "Could not add user") {
+		t.Errorf("sessionpool create: %v, stderr %q", r.err, r.stderr)
+	}
+	if got := e.mustRun("role", "assignment", "list", "--scope", pid, "--query", "[].roleDefinitionName", "-o", "tsv"); got != "Azure ContainerApps Session Executor\n" {
+		t.Errorf("creator assignment on the new pool: %q", got)
+	}
 	if got := strings.TrimSpace(e.mustRun("resource", "show", "--ids", pid, "--api-version", "2024-02-02-preview", "--query", "name", "-o", "tsv")); got != "p1" {
 		t.Errorf("resource show --api-version = %q", got)
 	}
