@@ -192,6 +192,8 @@ func newAccountCommand(app *App, g *globals) *cobra.Command {
 	var all bool
 	list.Flags().BoolVar(&all, "all", false, "List all subscriptions (every subscription is listed; accepted for az compatibility).")
 	list.RunE = run(app, g, func(ctx context.Context, in *inv, _ []string) (any, error) {
+		in.table = tableOf([2]string{"Name", "name"}, [2]string{"CloudName", "cloudName"}, [2]string{"SubscriptionId", "id"},
+			[2]string{"TenantId", "tenantId"}, [2]string{"State", "state"}, [2]string{"IsDefault", "isDefault"})
 		p, err := loggedIn(in)
 		if err != nil {
 			return nil, err

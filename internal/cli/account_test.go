@@ -127,3 +127,21 @@ func TestProgressAndLogging(t *testing.T) {
 		t.Errorf("--only-show-errors: err %v, stderr %q", r.err, r.stderr)
 	}
 }
+
+// TestTables checks the az table transformers of group, account and role
+// definition lists.
+func TestTables(t *testing.T) {
+	e := newEnv(t, nil)
+	e.mustRun("group", "create", "-n", "rg-one", "-l", "westus")
+	if got, want := e.mustRun("group", "list", "-o", "table"), "Name    Location  Status   \n------  --------  ---------\nrg-one  westus    Succeeded\n"; got != want {
+		t.Errorf("group list -o table =\n%q\nwant\n%q", got, want)
+	}
+	// A query replaces the transformer, as in az.
+	if got, want := e.mustRun("group", "show", "-n", "rg-one", "-o", "table", "--query", "{n:name}"), "N     \n------\nrg-one\n"; got != want {
+		t.Errorf("group show --query -o table = %q, want %q", got, want)
+	}
+	got := e.mustRun("account", "list", "-o", "table")
+	if !strings.HasPrefix(got, "Name      CloudName  SubscriptionId") || !strings.Contains(got, e.creds.SubscriptionID) || !strings.Contains(got, "True") {
+		t.Errorf("account list -o table =\n%s", got)
+	}
+}

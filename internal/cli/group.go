@@ -79,6 +79,7 @@ func newGroupCommand(app *App, g *globals) *cobra.Command {
 	show := &cobra.Command{Use: "show", Short: "Get a resource group.", Example: "  tidepool group show -n MyResourceGroup", Args: cobra.NoArgs}
 	nameFlags(show, &sName, &sRG)
 	show.RunE = run(app, g, func(ctx context.Context, in *inv, _ []string) (any, error) {
+		in.table = groupTable
 		name, err := pick(in, sName, sRG)
 		if err != nil {
 			return nil, err
@@ -92,6 +93,7 @@ func newGroupCommand(app *App, g *globals) *cobra.Command {
 
 	list := &cobra.Command{Use: "list", Short: "List resource groups.", Example: "  tidepool group list -o table\n  tidepool group list --query \"[?location=='westus']\"", Args: cobra.NoArgs}
 	list.RunE = run(app, g, func(ctx context.Context, in *inv, _ []string) (any, error) {
+		in.table = groupTable
 		c, err := in.arm()
 		if err != nil {
 			return nil, err
@@ -151,6 +153,9 @@ func newGroupCommand(app *App, g *globals) *cobra.Command {
 	cmd.AddCommand(create, show, list, del, exists)
 	return cmd
 }
+
+// groupTable is az's table for group show and list.
+var groupTable = tableOf([2]string{"Name", "name"}, [2]string{"Location", "location"}, [2]string{"Status", "properties.provisioningState"})
 
 // parseTags reads az's key[=value] tags.
 func parseTags(tags []string) map[string]string {

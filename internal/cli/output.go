@@ -392,3 +392,28 @@ func capitalize(s string) string {
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
 }
+
+// tableOf returns an az table transformer: one row per item, the columns
+// in order, each read by a dotted path.
+func tableOf(cols ...[2]string) func(any) any {
+	keys := make([]string, len(cols))
+	for i, c := range cols {
+		keys[i] = c[0]
+	}
+	return func(v any) any {
+		l, ok := v.([]any)
+		if !ok {
+			l = []any{v}
+		}
+		rows := []any{}
+		for _, it := range l {
+			m := map[string]any{}
+			for _, c := range cols {
+				m[c[0]] = dig(it, c[1])
+			}
+			rows = append(rows, ordered{keys: keys, m: m})
+		}
+		return rows
+	}
+}
+

@@ -259,6 +259,7 @@ func newRoleCommand(app *App, g *globals) *cobra.Command {
 	dlist.Flags().StringVar(&rScope, "scope", "", "Scope. Default: the subscription.")
 	dlist.Flags().BoolVar(&rCustom, "custom-role-only", false, "Only custom roles.")
 	dlist.RunE = run(app, g, func(ctx context.Context, in *inv, _ []string) (any, error) {
+		in.table = tableOf([2]string{"Name", "roleName"}, [2]string{"Type", "roleType"}, [2]string{"Description", "description"})
 		c, err := in.arm()
 		if err != nil {
 			return nil, err
