@@ -416,4 +416,3 @@ func tableOf(cols ...[2]string) func(any) any {
 		return rows
 	}
 }
-
