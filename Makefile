@@ -9,7 +9,7 @@ FUZZTIME ?= 60s
 # Fuzz targets as package:Target, for `make fuzz`.
 FUZZ_TARGETS := ./internal/model:FuzzDecodeSessionPool ./internal/model:FuzzParseResourceID \
                 ./internal/auth:FuzzVerify ./internal/arm:FuzzRouter \
-                ./internal/agent:FuzzResolvePath
+                ./internal/agent:FuzzResolvePath ./internal/cli:FuzzWriteOutput
 
 .PHONY: all deps build run test vet fuzz clean
 

@@ -115,6 +115,10 @@ func writeOutput(w io.Writer, format string, q *query, res any, table func(any) 
 		if v, err = q.expr.Search(v); err != nil {
 			return &cliError{msg: fmt.Sprintf("argument --query: %v", err), code: 2}
 		}
+		// An expression reference (&a) evaluates to a function, not JSON.
+		if v, err = normalize(v); err != nil {
+			return &cliError{msg: "argument --query: the query's result is not a JSON value", code: 2}
+		}
 	}
 	var out []byte
 	switch format {

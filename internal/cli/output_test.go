@@ -111,3 +111,29 @@ func mustQuery(t *testing.T, s string) *query {
 	}
 	return q
 }
+
+// FuzzWriteOutput formats arbitrary JSON with arbitrary queries in every
+// format: errors are fine, panics are not.
+func FuzzWriteOutput(f *testing.F) {
+	f.Add(`[{"id":"/subscriptions/s/resourceGroups/g/x","a":1,"b":{"c":[1,2]}}]`, "[].{a:a, c:b.c}")
+	f.Add(`{"x":null,"y":true,"z":"s"}`, "")
+	f.Add(`"scalar"`, "@")
+	f.Add(`[[1,2],[3]]`, "[]")
+	f.Fuzz(func(t *testing.T, data, q string) {
+		var v any
+		if json.Unmarshal([]byte(data), &v) != nil {
+			return
+		}
+		var cq *query
+		if q != "" {
+			var err error
+			if cq, err = compileQuery(q); err != nil {
+				return
+			}
+		}
+		for _, format := range outputFormats {
+			var b bytes.Buffer
+			_ = writeOutput(&b, format, cq, v, nil)
+		}
+	})
+}
