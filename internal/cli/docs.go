@@ -34,7 +34,9 @@ mode 0600 (` + "`$TIDEPOOL_CONFIG_DIR`" + ` overrides the directory). Shell comp
 ` + "`tidepool completion bash|zsh|fish|powershell`" + `.
 
 Multi-value flags (` + "`--ids`, `--secrets`, `--env-vars`, `--command`, `--args`, `--tags`, `--parameters`" + `,
-...) take space-separated values as az does (` + "`--secrets a=1 b=2`" + `), or repeat.
+...) take space-separated values as az does (` + "`--secrets a=1 b=2`" + `), or repeat; the values end at
+the next argument that starts with ` + "`-`" + ` (not a negative number), so a value such as ` + "`-c`" + ` is written
+` + "`--args=-c`" + `.
 
 ## Differences from az
 
@@ -43,11 +45,14 @@ Multi-value flags (` + "`--ids`, `--secrets`, `--env-vars`, `--command`, `--args
   admin-credentials.json of ` + "`tidepool serve`" + `. No interactive, device-code or managed-identity login.
 - The profile is one file, ` + "`~/.tidepool/profile.json`" + `, holding the client secret and the token cache
   (az keeps ` + "`~/.azure/`" + ` with several files and MSAL's cache).
-- ` + "`account get-access-token`" + ` has no ` + "`--resource-type`" + `; it prints ` + "`expires_on`" + ` too, as az does.
+- ` + "`account get-access-token`" + ` has no ` + "`--resource-type`" + ` and no ` + "`--tenant`" + `.
 - ` + "`configure`" + ` is not interactive and knows only the ` + "`group`" + ` and ` + "`location`" + ` defaults
   (no ` + "`core.output`" + `).
 - ` + "`-o jsonc`" + ` and ` + "`-o yamlc`" + ` are not coloured. YAML comes from go.yaml.in/yaml: string quoting can differ
-  from PyYAML in edge cases. Tables print booleans as True/False, as tabulate does.
+  from PyYAML in edge cases, and long strings are not folded at 80 columns. Tables print booleans as
+  True/False, as tabulate does; az's table transformers are reproduced for ` + "`group show|list`" + `,
+  ` + "`account list`" + `, ` + "`role assignment list`" + ` and ` + "`role definition list`" + `, other commands use the
+  default table (non-null scalar top-level fields).
 - Exit codes: 2 for argument errors (missing required arguments, invalid choices, bad numbers, unknown
   flags), 1 for az's validation messages and service errors, 3 for every 404 from the server.
   Service errors print on one line: ` + "`ERROR: (Code) Message`" + `.
@@ -70,7 +75,7 @@ Multi-value flags (` + "`--ids`, `--secrets`, `--env-vars`, `--command`, `--args
 - ` + "`resource show|delete`" + ` take ` + "`--ids`" + `, or ` + "`-g -n --resource-type NAMESPACE/TYPE`" + `. The api-version is
   the newest stable one in the provider's metadata, else the newest preview; for providers the server does
   not list (Microsoft.ManagedIdentity, Microsoft.Authorization, deployments) a built-in table.
-- ` + "`identity`" + ` prints the properties flattened (` + "`principalId`, `clientId`, `tenantId`" + ` at the top level), as az.
+- ` + "`identity`" + ` has no ` + "`federated-credential`" + ` or ` + "`list-resources`" + ` subcommands.
 - ` + "`role assignment`" + `: ` + "`--assignee`" + ` is an object id or a service principal's client id (resolved through
   Graph ` + "`servicePrincipals?$filter=appId eq`" + `); users, groups and UPNs are not looked up.
   ` + "`principalName`" + ` stays empty, so the table's Principal column shows the principal id.
