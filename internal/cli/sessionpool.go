@@ -778,7 +778,9 @@ func updatePool(ctx context.Context, in *inv, f *poolFlags, ref poolRef) (any, e
 			// The password secret joins the existing secrets; the server
 			// keeps secrets write-only, so only their names are known.
 			secrets = []any{}
-			in.warn("the following secrets are going to be deleted: %s If this is not the intended behavior, please add the missing secrets into the --secrets flag.", secretNames(cur))
+			if l, _ := dig(cur, "properties.secrets").([]any); len(l) > 0 {
+				in.warn("the following secrets are going to be deleted: %s If this is not the intended behavior, please add the missing secrets into the --secrets flag.", secretNames(cur))
+			}
 		}
 		tmpl, secs, err := in.containerTemplate(f, old, secrets, ref.sub, ref.rg)
 		if err != nil {
