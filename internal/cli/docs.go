@@ -38,6 +38,10 @@ Multi-value flags (` + "`--ids`, `--secrets`, `--env-vars`, `--command`, `--args
 the next argument that starts with ` + "`-`" + ` (not a negative number), so a value such as ` + "`-c`" + ` is written
 ` + "`--args=-c`" + `.
 
+[` + "`scripts/tutorial-shell/run.sh`" + `](../scripts/tutorial-shell/run.sh) is Microsoft's Shell session pool
+tutorial as a bash script with ` + "`tidepool`" + ` for ` + "`az`" + ` (template deployment, identity, role assignment,
+token, execution with curl, verification, clean-up).
+
 ## Differences from az
 
 - ` + "`login`" + ` takes a service principal only (` + "`--service-principal -u -p --tenant`" + `), and names the

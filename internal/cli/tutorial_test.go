@@ -4,33 +4,13 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/uuid"
 )
-
-// deployJSON is the Shell-pool tutorial's template, as written.
-const deployJSON = `{
-  "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
-  "contentVersion": "1.0.0.0",
-  "resources": [
-    {
-      "apiVersion": "2025-02-02-preview",
-      "name": "myshellpool",
-      "type": "Microsoft.App/sessionpools",
-      "location": "North Central US",
-      "properties": {
-        "poolManagementType": "Dynamic",
-        "containerType": "Shell",
-        "scaleConfiguration": { "maxConcurrentSessions": 5 },
-        "dynamicPoolConfiguration": { "lifecycleConfiguration": { "lifecycleType": "Timed", "cooldownPeriodInSeconds": 300 } },
-        "sessionNetworkConfiguration": { "status": "EgressEnabled" }
-      }
-    }
-  ]
-}`
 
 // TestTutorialShell runs the Shell-pool tutorial (cli.md §9) with az
 // replaced by tidepool. Identities, role assignments and the deployment
@@ -46,7 +26,11 @@ func TestTutorialShell(t *testing.T) {
 	poolID := "/subscriptions/" + sub + "/resourceGroups/" + rg + "/providers/Microsoft.App/sessionpools/" + pool
 	dir := t.TempDir()
 	template := filepath.Join(dir, "deploy.json")
-	if err := os.WriteFile(template, []byte(deployJSON), 0o644); err != nil {
+	data, err := os.ReadFile("../../scripts/tutorial-shell/deploy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(template, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 
@@ -179,5 +163,37 @@ func TestRoleAndIdentity(t *testing.T) {
 	e.mustRun("resource", "delete", "--ids", pid)
 	if code, _ := e.get(pid, poolVersion); code != 404 {
 		t.Errorf("pool after resource delete: %d", code)
+	}
+}
+
+// TestTutorialScript runs scripts/tutorial-shell/run.sh, the tutorial as a
+// bash script, with the tidepool binary and curl, against the live server
+// behind fakeAzure.
+func TestTutorialScript(t *testing.T) {
+	rt := processRuntime(t)
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("no curl")
+	}
+	e := newEnv(t, rt)
+	fake := newFakeAzure(t, e.endpoint)
+	e.mustRun("login", "--credentials-file", filepath.Join(e.dataDir, "admin-credentials.json"), "--endpoint", fake.URL)
+	cmd := exec.Command("bash", "../../scripts/tutorial-shell/run.sh")
+	cmd.Env = append(os.Environ(), "TIDEPOOL="+agentBin, "TIDEPOOL_CONFIG_DIR="+e.configDir, "RG=script-rg")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("run.sh: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		`"stdout":"hello world\nhi\n"`,
+		`"provisioningState": "Succeeded"`,
+		"Azure ContainerApps Session Executor",
+		"/resourceGroups/script-rg/providers/Microsoft.App/sessionpools/myshellpool",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("run.sh output has no %q:\n%s", want, out)
+		}
+	}
+	if code, _ := e.get("/subscriptions/"+e.creds.SubscriptionID+"/resourcegroups/script-rg", groupsVersion); code != 404 {
+		t.Errorf("GET group after the script = %d, want 404", code)
 	}
 }
