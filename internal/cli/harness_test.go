@@ -91,7 +91,7 @@ func newEnv(t *testing.T, rt sandbox.Runtime) *env {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, server.Config{DataDir: dir, Runtime: rt, AllowHyphenatedPoolNames: true,
+	srv, err := server.New(ctx, server.Config{DataDir: dir, Runtime: rt,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, ln)
 	if err != nil {
 		cancel()

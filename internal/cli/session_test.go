@@ -64,8 +64,8 @@ func processRuntime(t *testing.T) *sandboxtest.ProcessRuntime {
 func TestSessionCommands(t *testing.T) {
 	e := newEnv(t, processRuntime(t))
 	e.mustRun("group", "create", "-n", "rg", "-l", "eastasia")
-	e.mustRun("sessionpool", "create", "-n", "py", "-g", "rg", "--max-sessions", "2", "--ready-sessions", "1")
-	s := []string{"-n", "py", "-g", "rg", "-i", "user-1"}
+	e.mustRun("sessionpool", "create", "-n", "pypool", "-g", "rg", "--max-sessions", "2", "--ready-sessions", "1")
+	s := []string{"-n", "pypool", "-g", "rg", "-i", "user-1"}
 	ci := func(sub string, args ...string) []string {
 		return append(append([]string{"containerapp", "session", "code-interpreter", sub}, s...), args...)
 	}
@@ -104,8 +104,8 @@ func TestSessionCommands(t *testing.T) {
 	}
 
 	// Shell pools: session shell exec.
-	e.mustRun("sessionpool", "create", "-n", "sh", "-g", "rg", "--container-type", "Shell", "--max-sessions", "2", "--ready-sessions", "1", "--network-status", "EgressEnabled")
-	sh := []string{"session", "shell", "exec", "-n", "sh", "-g", "rg", "-i", "exec-1"}
+	e.mustRun("sessionpool", "create", "-n", "shpool", "-g", "rg", "--container-type", "Shell", "--max-sessions", "2", "--ready-sessions", "1", "--network-status", "EgressEnabled")
+	sh := []string{"session", "shell", "exec", "-n", "shpool", "-g", "rg", "-i", "exec-1"}
 	res := e.mustJSON(append(sh, "--command", "echo 'hello world'; echo 'hi'")...)
 	if dig(res, "status") != "0" || dig(res, "result.stdout") != "hello world\nhi\n" {
 		t.Errorf("shell exec --command = %v", res)

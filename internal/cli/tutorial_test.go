@@ -149,15 +149,15 @@ func TestRoleAndIdentity(t *testing.T) {
 		t.Errorf("resource show after delete: exit %d", r.code)
 	}
 	// sessionpool create gives its creator the Session Executor role, as az.
-	r := e.run("sessionpool", "create", "-n", "p1", "-g", "rg")
-	pid := "/subscriptions/" + e.creds.SubscriptionID + "/resourceGroups/rg/providers/Microsoft.App/sessionPools/p1"
+	r := e.run("sessionpool", "create", "-n", "poolone", "-g", "rg")
+	pid := "/subscriptions/" + e.creds.SubscriptionID + "/resourceGroups/rg/providers/Microsoft.App/sessionPools/poolone"
 	if r.err != nil || strings.Contains(r.stderr, "Could not add user") {
 		t.Errorf("sessionpool create: %v, stderr %q", r.err, r.stderr)
 	}
 	if got := e.mustRun("role", "assignment", "list", "--scope", pid, "--query", "[].roleDefinitionName", "-o", "tsv"); got != "Azure ContainerApps Session Executor\n" {
 		t.Errorf("creator assignment on the new pool: %q", got)
 	}
-	if got := strings.TrimSpace(e.mustRun("resource", "show", "--ids", pid, "--api-version", "2024-02-02-preview", "--query", "name", "-o", "tsv")); got != "p1" {
+	if got := strings.TrimSpace(e.mustRun("resource", "show", "--ids", pid, "--api-version", "2024-02-02-preview", "--query", "name", "-o", "tsv")); got != "poolone" {
 		t.Errorf("resource show --api-version = %q", got)
 	}
 	e.mustRun("resource", "delete", "--ids", pid)
