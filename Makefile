@@ -10,7 +10,8 @@ FUZZTIME ?= 60s
 FUZZ_TARGETS := ./internal/model:FuzzDecodeSessionPool ./internal/model:FuzzParseResourceID \
                 ./internal/auth:FuzzVerify ./internal/arm:FuzzRouter \
                 ./internal/agent:FuzzResolvePath ./internal/template:FuzzExpression \
-                ./internal/arm:FuzzDeploymentValidate
+                ./internal/arm:FuzzDeploymentValidate ./internal/cli:FuzzWriteOutput \
+                ./internal/rbac:FuzzMatchAction
 
 .PHONY: all deps build run test vet fuzz clean
 

@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tidepool-dev/tidepool/internal/cli"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -18,12 +20,14 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := newRootCommand().ExecuteContext(ctx); err != nil {
+	root := newRootCommand()
+	root.SetArgs(cli.NormalizeArgs(root, os.Args[1:]))
+	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "ERROR:", err)
 		if errors.As(err, new(usageError)) {
 			os.Exit(2)
 		}
-		os.Exit(1)
+		os.Exit(cli.ExitCode(err))
 	}
 }
 
@@ -41,5 +45,7 @@ func newRootCommand() *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServeCommand())
 	root.AddCommand(newAgentCommand())
+	cli.AddCommands(root, &cli.App{})
+	root.AddCommand(cli.NewDocsCommand())
 	return root
 }
