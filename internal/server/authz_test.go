@@ -26,6 +26,7 @@ const (
 	write              // Contributor, Owner
 	assign             // Owner, User Access Administrator (role assignments)
 	data               // Session Executor, Contributor, Owner (the pool's data plane)
+	root               // Owner or User Access Administrator at the root scope (the directory)
 )
 
 // roleGrants says which needs each built-in role meets.
@@ -103,6 +104,15 @@ func TestRoutesByRole(t *testing.T) {
 		{"PUT", rg + "/providers/Microsoft.Authorization/roleAssignments/" + assignmentName + "?api-version=2022-04-01",
 			map[string]any{"properties": map[string]any{"roleDefinitionId": sub + "/providers/Microsoft.Authorization/roleDefinitions/" + rbac.ReaderID, "principalId": uamiPrincipal}}, assign, "mgmt"},
 		{"DELETE", rg + "/providers/Microsoft.Authorization/roleAssignments/" + uuid.NewString() + "?api-version=2022-04-01", nil, assign, "mgmt"},
+		{"GET", rg + "/providers/Microsoft.Resources/deployments?api-version=2021-04-01", nil, read, "mgmt"},
+		{"GET", rg + "/providers/Microsoft.Resources/deployments/nothere?api-version=2021-04-01", nil, read, "mgmt"},
+		{"PUT", rg + "/providers/Microsoft.Resources/deployments/empty?api-version=2021-04-01", map[string]any{"properties": map[string]any{
+			"mode": "Incremental", "template": map[string]any{"contentVersion": "1.0.0.0", "resources": []any{}}}}, write, "mgmt"},
+		{"GET", "/v1.0/me", nil, anyone, "mgmt"},
+		{"GET", "/v1.0/servicePrincipals", nil, anyone, "mgmt"},
+		{"POST", "/v1.0/servicePrincipals", map[string]string{"displayName": "made-by-test"}, root, "mgmt"},
+		{"POST", "/v1.0/servicePrincipals/" + adminObjectID(t, dir) + "/addPassword", map[string]any{}, root, "mgmt"},
+		{"DELETE", "/v1.0/servicePrincipals/" + uuid.NewString(), nil, root, "mgmt"},
 	}
 	base := "/subscriptions/" + info.SubscriptionID + "/resourceGroups/rg/sessionPools/pool1/"
 	for _, d := range []struct{ method, path string }{

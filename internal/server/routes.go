@@ -6,6 +6,7 @@ import (
 
 	"github.com/tidepool-dev/tidepool/internal/arm"
 	"github.com/tidepool-dev/tidepool/internal/dataplane"
+	"github.com/tidepool-dev/tidepool/internal/directory"
 )
 
 // routes returns the root handler. It dispatches on path segments itself
@@ -16,6 +17,7 @@ func (s *Server) routes(mgmt http.Handler) http.Handler {
 	openid := s.issuer.OpenIDConfigHandler()
 	token := s.issuer.TokenHandler(principals{st: s.st, authz: s.authz})
 	dp := s.dataPlaneHandler()
+	dir := directory.New(s.st, s.issuer, s.authz, s.id.admin.ObjectID)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		segs := strings.FieldsFunc(r.URL.Path, func(c rune) bool { return c == '/' })
 		switch {
@@ -31,6 +33,8 @@ func (s *Server) routes(mgmt http.Handler) http.Handler {
 			openid.ServeHTTP(w, r)
 		case len(segs) == 4 && segs[1] == "oauth2" && segs[2] == "v2.0" && segs[3] == "token":
 			token.ServeHTTP(w, r)
+		case len(segs) >= 2 && segs[0] == "v1.0":
+			dir.ServeHTTP(w, withRequestID(w, r))
 		case isDataPlane(segs) && dp != nil:
 			dp.ServeHTTP(w, withRequestID(w, r))
 		case isDataPlane(segs):

@@ -547,6 +547,60 @@ func (s *SQLite) GetPrincipalByClientID(ctx context.Context, clientID string) (*
 	return p, nil
 }
 
+// ListPrincipals returns every principal, ordered by object id.
+func (s *SQLite) ListPrincipals(ctx context.Context) ([]Principal, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT object_id, client_id, body FROM principals ORDER BY object_key")
+	if err != nil {
+		return nil, fmt.Errorf("list principals: %w", err)
+	}
+	defer rows.Close()
+	var out []Principal
+	for rows.Next() {
+		var p Principal
+		var body string
+		if err := rows.Scan(&p.ObjectID, &p.ClientID, &body); err != nil {
+			return nil, fmt.Errorf("list principals: %w", err)
+		}
+		if err := p.decodeBody(body); err != nil {
+			return nil, fmt.Errorf("list principals: %s: %w", p.ObjectID, err)
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list principals: %w", err)
+	}
+	return out, nil
+}
+
+// DeletePrincipal deletes the principal with the object id; ErrNotFound
+// when there is none.
+func (s *SQLite) DeletePrincipal(ctx context.Context, objectID string) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "DELETE FROM principals WHERE object_key = ?", fold(objectID))
+		if err != nil {
+			return fmt.Errorf("delete principal %s: %w", objectID, err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return fmt.Errorf("delete principal %s: %w", objectID, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+func (p *Principal) decodeBody(body string) error {
+	var b principalBody
+	if err := json.Unmarshal([]byte(body), &b); err != nil {
+		return err
+	}
+	p.DisplayName, p.Kind, p.Created = b.DisplayName, b.Kind, b.Created
+	for _, sec := range b.Secrets {
+		p.Secrets = append(p.Secrets, Secret(sec))
+	}
+	return nil
+}
+
 // getPrincipal looks a principal up by one of its key columns; col is
 // always a constant.
 func (s *SQLite) getPrincipal(ctx context.Context, col, id string) (*Principal, error) {
@@ -563,13 +617,8 @@ func (s *SQLite) getPrincipal(ctx context.Context, col, id string) (*Principal, 
 	if err != nil {
 		return nil, err
 	}
-	var b principalBody
-	if err := json.Unmarshal([]byte(body), &b); err != nil {
+	if err := p.decodeBody(body); err != nil {
 		return nil, err
-	}
-	p.DisplayName, p.Kind, p.Created = b.DisplayName, b.Kind, b.Created
-	for _, sec := range b.Secrets {
-		p.Secrets = append(p.Secrets, Secret(sec))
 	}
 	return &p, nil
 }

@@ -129,6 +129,9 @@ type Store interface {
 	PutPrincipal(ctx context.Context, p *Principal) error
 	GetPrincipal(ctx context.Context, objectID string) (*Principal, error)
 	GetPrincipalByClientID(ctx context.Context, clientID string) (*Principal, error)
+	ListPrincipals(ctx context.Context) ([]Principal, error)
+	// DeletePrincipal deletes a principal (ErrNotFound when there is none).
+	DeletePrincipal(ctx context.Context, objectID string) error
 
 	// Setting and SetSettingIfAbsent hold server-wide values (tenant id,
 	// signing key, ...). SetSettingIfAbsent returns the value that is stored
