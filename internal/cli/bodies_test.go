@@ -16,6 +16,7 @@ func TestRequestBodies(t *testing.T) {
 	e := newEnv(t, nil)
 	e.mustRun("group", "create", "-n", "MyResourceGroup", "-l", "eastasia")
 	e.mustRun("containerapp", "env", "create", "-n", "myenvironment", "-g", "MyResourceGroup")
+	e.mustRun("identity", "create", "-g", "MyResourceGroup", "-n", "MyUserIdentityResourceId", "-l", "eastasia")
 	probes := filepath.Join(t.TempDir(), "probes.yaml")
 	os.WriteFile(probes, []byte("probes:\n- type: Liveness\n  httpGet:\n    path: /health\n    port: 8080\n  periodSeconds: 10\n"), 0o644)
 	create := []string{"containerapp", "sessionpool", "create", "-n", "mysessionpool", "-g", "MyResourceGroup", "--location", "eastasia"}

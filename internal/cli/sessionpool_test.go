@@ -17,6 +17,8 @@ func TestSeedExamples(t *testing.T) {
 	e.mustRun("provider", "register", "--namespace", "Microsoft.App")
 	e.mustRun("group", "create", "-n", "MyResourceGroup", "-l", "eastasia")
 	e.mustRun("containerapp", "env", "create", "-n", "myenvironment", "-g", "MyResourceGroup", "-l", "eastasia")
+	// The examples name this identity; a pool may only name identities that exist.
+	e.mustRun("identity", "create", "-g", "MyResourceGroup", "-n", "MyUserIdentityResourceId", "-l", "eastasia")
 	poolPath := "/subscriptions/" + sub + "/resourceGroups/MyResourceGroup/providers/Microsoft.App/sessionPools/mysessionpool"
 	envID := "/subscriptions/" + sub + "/resourceGroups/MyResourceGroup/providers/Microsoft.App/managedEnvironments/MyEnvironment"
 	uami := "/subscriptions/" + sub + "/resourceGroups/MyResourceGroup/providers/Microsoft.ManagedIdentity/userAssignedIdentities/MyUserIdentityResourceId"

@@ -13,13 +13,10 @@ import (
 )
 
 // TestTutorialShell runs the Shell-pool tutorial (cli.md §9) with az
-// replaced by tidepool. Identities, role assignments and the deployment
-// engine are not served by the server yet: fakeAzure answers them in the
-// specified wire shapes, in front of the live server.
+// replaced by tidepool, against a live server.
 func TestTutorialShell(t *testing.T) {
 	e := newEnv(t, processRuntime(t))
-	fake := newFakeAzure(t, e.endpoint)
-	e.mustRun("login", "--credentials-file", filepath.Join(e.dataDir, "admin-credentials.json"), "--endpoint", fake.URL)
+	e.mustRun("login", "--credentials-file", filepath.Join(e.dataDir, "admin-credentials.json"), "--endpoint", e.endpoint)
 
 	sub, rg, pool, loc := e.creds.SubscriptionID, "tutorial-rg", "myshellpool", "northcentralus"
 	uami := pool + "-uami"
@@ -94,11 +91,10 @@ func TestTutorialShell(t *testing.T) {
 }
 
 // TestRoleAndIdentity covers the identity and role commands' other paths
-// against the fake.
+// against a live server.
 func TestRoleAndIdentity(t *testing.T) {
 	e := newEnv(t, nil)
-	fake := newFakeAzure(t, e.endpoint)
-	e.mustRun("login", "--credentials-file", filepath.Join(e.dataDir, "admin-credentials.json"), "--endpoint", fake.URL)
+	e.mustRun("login", "--credentials-file", filepath.Join(e.dataDir, "admin-credentials.json"), "--endpoint", e.endpoint)
 	e.mustRun("group", "create", "-n", "rg", "-l", "westus")
 	id := e.mustJSON("identity", "create", "-g", "rg", "-n", "ident")
 	if dig(id, "location") != "westus" || dig(id, "properties") != nil || dig(id, "clientId") == nil || dig(id, "resourceGroup") != "rg" {
@@ -118,9 +114,7 @@ func TestRoleAndIdentity(t *testing.T) {
 		t.Errorf("unknown role: exit %d %q", r.code, r.stderr)
 	}
 	// A client id resolves through Graph to the service principal's object id.
-	app, obj := uuid.NewString(), uuid.NewString()
-	f := fake.Config.Handler.(*fakeAzure)
-	f.spByApp[app] = map[string]any{"id": obj, "appId": app, "displayName": "sp", "servicePrincipalType": "Application"}
+	app, obj := e.createServicePrincipal("sp")
 	ra := e.mustJSON("role", "assignment", "create", "--assignee", app, "--role", "Azure ContainerApps Session Executor", "-g", "rg")
 	if dig(ra, "principalId") != obj || dig(ra, "principalType") != "ServicePrincipal" {
 		t.Errorf("assignment by client id = %v", ra)
@@ -168,15 +162,14 @@ func TestRoleAndIdentity(t *testing.T) {
 
 // TestTutorialScript runs scripts/tutorial-shell/run.sh, the tutorial as a
 // bash script, with the tidepool binary and curl, against the live server
-// behind fakeAzure.
+// (cli.md §9).
 func TestTutorialScript(t *testing.T) {
 	rt := processRuntime(t)
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("no curl")
 	}
 	e := newEnv(t, rt)
-	fake := newFakeAzure(t, e.endpoint)
-	e.mustRun("login", "--credentials-file", filepath.Join(e.dataDir, "admin-credentials.json"), "--endpoint", fake.URL)
+	e.mustRun("login", "--credentials-file", filepath.Join(e.dataDir, "admin-credentials.json"), "--endpoint", e.endpoint)
 	cmd := exec.Command("bash", "../../scripts/tutorial-shell/run.sh")
 	cmd.Env = append(os.Environ(), "TIDEPOOL="+agentBin, "TIDEPOOL_CONFIG_DIR="+e.configDir, "RG=script-rg")
 	out, err := cmd.CombinedOutput()
@@ -196,4 +189,28 @@ func TestTutorialScript(t *testing.T) {
 	if code, _ := e.get("/subscriptions/"+e.creds.SubscriptionID+"/resourcegroups/script-rg", groupsVersion); code != 404 {
 		t.Errorf("GET group after the script = %d, want 404", code)
 	}
+}
+
+// sessionExecutor is the built-in role the tutorial assigns.
+const sessionExecutor = "0fb8eba5-a2bb-4abe-b1c1-49dfad359bb0"
+
+// createServicePrincipal creates a service principal through the
+// server's directory (no CLI command does) and returns its client and
+// object ids.
+func (e *env) createServicePrincipal(name string) (appID, objectID string) {
+	e.t.Helper()
+	token := strings.TrimSpace(e.mustRun("account", "get-access-token", "--query", "accessToken", "-o", "tsv"))
+	req, _ := http.NewRequest("POST", e.endpoint+"/v1.0/servicePrincipals", strings.NewReader(`{"displayName":"`+name+`"}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var sp struct{ ID, AppID string }
+	if err := json.NewDecoder(resp.Body).Decode(&sp); err != nil || resp.StatusCode != 201 {
+		e.t.Fatalf("create service principal: %d %v", resp.StatusCode, err)
+	}
+	return sp.AppID, sp.ID
 }
