@@ -41,5 +41,6 @@ func newRootCommand() *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServeCommand())
 	root.AddCommand(newAgentCommand())
+	root.AddCommand(newBenchCommand())
 	return root
 }
