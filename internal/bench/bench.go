@@ -126,7 +126,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		mainRuntime = cfg.Runtimes[0]
 	}
 	r.res = &Results{SchemaVersion: SchemaVersion, Version: cfg.Version, Started: time.Now().UTC(), Machine: machineInfo(),
-		Config: RunInfo{Scenarios: cfg.Scenarios, DurationSeconds: cfg.Duration.Seconds(), Runtime: mainRuntime},
+		Config:       RunInfo{Scenarios: cfg.Scenarios, DurationSeconds: cfg.Duration.Seconds(), Runtime: mainRuntime},
 		Measurements: []*Measurement{}, Skipped: []Skip{}}
 	if cfg.Target != nil {
 		r.res.Config.Endpoint = cfg.Target.Endpoint
@@ -415,4 +415,3 @@ func mibPerSec(size int, l []time.Duration) *Rate {
 }
 
 func round(v float64) float64 { return float64(int64(v*100+0.5)) / 100 }
-
