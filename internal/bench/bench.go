@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -21,26 +20,25 @@ type Sizes struct {
 	ClaimConcurrent int // clients per concurrent round
 	ClaimRounds     int // concurrent rounds
 	Sessions        int // sessions (and clients) of the throughput figure
-	Cold            int // cold starts per runtime
+	Cold            int // cold starts per runtime (and runs of its floor)
 	Refill          int // ready set size refilled after each burst
 	RefillRounds    int
 	Density         int // idle sessions measured
 	FileBytes       int // size of the file uploaded and downloaded
 	Files           int // uploads and downloads
 	JupyterKernels  int // new kernels (and idle kernels for memory)
-	FloorRuns       int // runs of `<runtime> run` per runtime
 }
 
 // DefaultSizes are those of `tidepool bench` (and `make bench`).
 var DefaultSizes = Sizes{
 	ClaimSequential: 40, ClaimConcurrent: 16, ClaimRounds: 4, Sessions: 50, Cold: 12,
-	Refill: 10, RefillRounds: 3, Density: 30, FileBytes: 64 << 20, Files: 3, JupyterKernels: 6, FloorRuns: 20,
+	Refill: 10, RefillRounds: 3, Density: 30, FileBytes: 64 << 20, Files: 5, JupyterKernels: 6,
 }
 
 // SmokeSizes are tiny: a run that checks the command works.
 var SmokeSizes = Sizes{
 	ClaimSequential: 2, ClaimConcurrent: 3, ClaimRounds: 1, Sessions: 3, Cold: 1,
-	Refill: 2, RefillRounds: 1, Density: 2, FileBytes: 1 << 20, Files: 1, JupyterKernels: 1, FloorRuns: 1,
+	Refill: 2, RefillRounds: 1, Density: 2, FileBytes: 1 << 20, Files: 1, JupyterKernels: 1,
 }
 
 // Config configures a run.
@@ -68,7 +66,8 @@ type Config struct {
 	// scenario runs on the first, cold runs on each.
 	Runtimes []string
 	// FloorRuntimes are the OCI runtimes whose `run` of a one-shot python3
-	// is measured as the cold start's floor (needs root); AgentBinary is
+	// is measured as the cold start's floor, interleaved with the cold
+	// starts (needs root, and the server on this machine); AgentBinary is
 	// the tidepool binary those bundles mount.
 	FloorRuntimes []string
 	AgentBinary   string
@@ -227,33 +226,12 @@ func (r *runner) floors(ctx context.Context) {
 	}
 	if r.wants("files") {
 		r.progress("floor: loopback upload")
-		if l, err := floorLoopbackUpload(ctx, r.sizes.FileBytes, max(r.sizes.Files, 3)); err != nil {
+		if l, err := floorLoopbackUpload(ctx, r.sizes.FileBytes, max(r.sizes.Files, 5)); err != nil {
 			r.skip("floor/loopback-upload", err)
 		} else {
 			r.add(&Measurement{Name: "floor/loopback-upload", Scenario: "floor", System: SystemFloor,
 				What: fmt.Sprintf("POST of %s to an empty Go handler on 127.0.0.1", sizeText(r.sizes.FileBytes)), durations: l,
 				Throughput: mibPerSec(r.sizes.FileBytes, l)})
-		}
-	}
-	if r.wants("cold") {
-		for _, rt := range r.cfg.FloorRuntimes {
-			name := "floor/oci-run/" + rt
-			r.progress("floor: %s run of python3 -c pass", rt)
-			root, err := os.MkdirTemp("", "tpfloor-")
-			if err != nil {
-				r.skip(name, err)
-				continue
-			}
-			l, err := floorOCI(ctx, rt, root, r.cfg.AgentBinary, r.sizes.FloorRuns)
-			if err != nil {
-				r.skip(name, err)
-			} else {
-				r.add(&Measurement{Name: name, Scenario: "floor", System: SystemFloor, Runtime: rt,
-					What: rt + " run (foreground) of python3 -c pass in a bundle like a sandbox's: host rootfs, user namespace, seccomp, cgroup limits; no agent, disk or network", durations: l})
-			}
-			if m := mountsUnder(root); len(m) == 0 {
-				os.RemoveAll(root)
-			}
 		}
 	}
 }

@@ -179,33 +179,47 @@ func floorShell(ctx context.Context, d time.Duration) ([]time.Duration, error) {
 	return out, err
 }
 
-// floorOCI times `<runtime> run` of python3 -c pass in a bundle made as
-// the server's sandboxes are, n times. root is a scratch directory for the
-// runtime's state; agent is a tidepool binary (bind-mounted as the
-// sandboxes' agent, unused here).
-func floorOCI(ctx context.Context, runtime, root, agent string, n int) ([]time.Duration, error) {
+// ociFloor runs `<runtime> run` of python3 -c pass in a bundle made as
+// the server's sandboxes are, under a scratch root of its own.
+type ociFloor struct {
+	f    *oci.Floor
+	root string
+}
+
+// newOCIFloor prepares the bundle (agent is a tidepool binary, mounted as
+// the sandboxes' agent and unused here) and runs it once, untimed, to warm
+// the page cache.
+func newOCIFloor(ctx context.Context, runtime, agent string) (*ociFloor, error) {
+	root, err := os.MkdirTemp("", "tpfloor-")
+	if err != nil {
+		return nil, err
+	}
+	o := &ociFloor{root: root}
 	rt, err := oci.New(root, oci.WithBinary(runtime), oci.WithAgentBinary(agent), oci.WithCgroupParent("tidepool-bench-floor"))
+	if err == nil {
+		o.f, err = rt.NewFloor()
+	}
+	if err == nil {
+		_, err = o.run(ctx)
+	}
 	if err != nil {
+		o.close()
 		return nil, err
 	}
-	f, err := rt.NewFloor()
-	if err != nil {
-		return nil, err
+	return o, nil
+}
+
+func (o *ociFloor) run(ctx context.Context) (time.Duration, error) {
+	return o.f.Run(ctx, "/usr/bin/python3", "-c", "pass")
+}
+
+func (o *ociFloor) close() {
+	if o.f != nil {
+		o.f.Close()
 	}
-	defer f.Close()
-	// One untimed run warms the page cache.
-	if _, err := f.Run(ctx, "/usr/bin/python3", "-c", "pass"); err != nil {
-		return nil, err
+	if len(mountsUnder(o.root)) == 0 {
+		os.RemoveAll(o.root)
 	}
-	var out []time.Duration
-	for range n {
-		d, err := f.Run(ctx, "/usr/bin/python3", "-c", "pass")
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, nil
 }
 
 // forDuration calls f until d has passed (at least once, at most 1e6

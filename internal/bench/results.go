@@ -58,7 +58,8 @@ type RunInfo struct {
 
 // Measurement is one figure. Name is unique in a run and stable across
 // runs, e.g. "claim/sequential", "cold/runc", "floor/loopback-http",
-// "jupyter/exec". Exactly one of Latency, Throughput and Memory is set.
+// "jupyter/exec". Latency or Memory is set; Throughput comes with a
+// Latency (of the operations it counts).
 type Measurement struct {
 	Name     string `json:"name"`
 	Scenario string `json:"scenario"`
