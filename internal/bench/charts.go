@@ -116,6 +116,8 @@ func drawCDF(path, title string, ms []*Measurement) error {
 		st := Summarize(m.durations)
 		p.Legend.Add(fmt.Sprintf("%s (p50 %s, n=%d)", label(m), msText(st.P50), len(m.durations)), l)
 	}
+	// Room at both ends, so that no line sits on the frame.
+	p.X.Min, p.X.Max = p.X.Min/1.5, p.X.Max*1.5
 	p.Legend.Top, p.Legend.Left = false, false
 	p.Legend.YOffs = vg.Points(8)
 	p.Legend.TextStyle.Font.Size = vg.Points(9)
@@ -152,5 +154,6 @@ func drawMemory(path string, ms []*Measurement) error {
 	p.Legend.Top = true
 	p.NominalX(names...)
 	p.Y.Min = 0
+	p.Y.Max *= 1.3 // room for the legend
 	return p.Save(vg.Length(3+1.8*float64(len(ms)))*vg.Inch, 5*vg.Inch, path)
 }
