@@ -169,7 +169,7 @@ func summary(res *Results) string {
 		}
 	}
 	if len(parts) == 0 {
-		return "tidepool bench: nothing measured"
+		return "tidepool bench: no tidepool figure measured (see the skipped list)"
 	}
 	return fmt.Sprintf("tidepool bench (%s, %d CPUs): %s", res.Config.Runtime, res.Machine.CPUs, strings.Join(parts, " · "))
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tidepool-dev/tidepool/internal/sandbox"
 )
 
@@ -124,12 +126,14 @@ func (f *Floor) Run(ctx context.Context, argv ...string) (time.Duration, error) 
 	return d, nil
 }
 
-// Close removes the bundle and the floor's cgroup.
+// Close removes the bundle and the floor's cgroup, and the cgroup parent
+// too when nothing else is left in it.
 func (f *Floor) Close() error {
 	var errs []error
 	if paths, err := runtimeCgroupPaths(f.rt.cli.flavour, f.cgroup()); err == nil {
 		for _, p := range paths {
 			errs = append(errs, removeCgroup(p))
+			_ = unix.Rmdir(filepath.Dir(p)) // fails (EBUSY) while it holds other cgroups
 		}
 	}
 	errs = append(errs, os.RemoveAll(f.dir))
