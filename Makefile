@@ -13,7 +13,7 @@ FUZZ_TARGETS := ./internal/model:FuzzDecodeSessionPool ./internal/model:FuzzPars
                 ./internal/arm:FuzzDeploymentValidate ./internal/cli:FuzzWriteOutput \
                 ./internal/rbac:FuzzMatchAction
 
-.PHONY: all deps build run test vet fuzz clean
+.PHONY: all deps build run test vet fuzz bench clean
 
 all: build
 
@@ -38,6 +38,23 @@ vet:
 test: deps vet
 	$(GO) test -race -count=1 -timeout 30m ./...
 
+# bench runs `tidepool bench` as root: its own server with runc (and cold starts with
+# crun and runsc where installed), Jupyter Server as the peer (Debian's jupyter-server and
+# python3-ipykernel, installed if missing). Report in BENCH_OUT; flags with BENCH_ARGS="...".
+BENCH_OUT  ?= bench-report
+BENCH_ARGS ?=
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+bench: deps build
+	@missing=""; for p in jupyter-server python3-ipykernel; do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; }; \
+	fi
+	$(SUDO) ./$(BIN) bench --out $(BENCH_OUT) $(BENCH_ARGS)
+
 # fuzz runs each fuzz target for FUZZTIME.
 fuzz:
 	@for spec in $(FUZZ_TARGETS); do \
@@ -47,4 +64,4 @@ fuzz:
 	done
 
 clean:
-	rm -rf bin
+	rm -rf bin bench-report

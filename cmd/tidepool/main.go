@@ -47,5 +47,6 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newAgentCommand())
 	cli.AddCommands(root, &cli.App{})
 	root.AddCommand(cli.NewDocsCommand())
+	root.AddCommand(newBenchCommand())
 	return root
 }

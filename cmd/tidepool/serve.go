@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,7 +17,7 @@ import (
 
 func newServeCommand() *cobra.Command {
 	var cfg server.Config
-	var listen, metricsListen, logLevel, logFormat, runtimeName string
+	var listen, metricsListen, logLevel, logFormat, runtimeName, addressFile string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the tidepool server",
@@ -77,8 +78,17 @@ Get a token:
 `, version, info.Endpoint, info.TenantID, info.SubscriptionID, info.CredentialsPath,
 				info.CredentialsPath, info.Endpoint, info.TenantID)
 			log.Info("serving", "endpoint", info.Endpoint, "data_dir", cfg.DataDir)
+			metricsURL := ""
 			if cfg.MetricsListener != nil {
-				log.Info("serving metrics", "url", "http://"+cfg.MetricsListener.Addr().String()+"/metrics")
+				metricsURL = "http://" + cfg.MetricsListener.Addr().String() + "/metrics"
+				log.Info("serving metrics", "url", metricsURL)
+			}
+			if addressFile != "" {
+				if err := writeAddressFile(addressFile, serveAddress{
+					Endpoint: info.Endpoint, Metrics: metricsURL, Credentials: info.CredentialsPath,
+				}); err != nil {
+					return err
+				}
 			}
 			err = srv.Run(ctx, ln)
 			log.Info("stopped")
@@ -97,9 +107,34 @@ Get a token:
 	f.BoolVar(&cfg.StrictAudiences, "strict-audiences", false, "refuse management-audience tokens on the data plane (only https://dynamicsessions.io tokens open it)")
 	f.StringSliceVar(&cfg.PythonPreImport, "python-preimport", nil, "modules warm Python kernels import before any claim, e.g. numpy,pandas,matplotlib.pyplot (default none; see docs/preimport.md)")
 	f.StringVar(&runtimeName, "runtime", "auto", "sandbox runtime: auto (runc as root when installed), runc, crun, runsc, or none")
+	f.StringVar(&addressFile, "address-file", "", "once listening, write the endpoint, metrics URL and credentials path as JSON to this file (for tools that start serve on port 0)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	return cmd
+}
+
+// serveAddress is what --address-file holds.
+type serveAddress struct {
+	Endpoint    string `json:"endpoint"`
+	Metrics     string `json:"metrics,omitempty"`
+	Credentials string `json:"credentials"`
+}
+
+// writeAddressFile writes a as JSON to path in one rename, so that a reader
+// polling for the file never sees half of it.
+func writeAddressFile(path string, a serveAddress) error {
+	data, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("--address-file: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("--address-file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("--address-file: %w", err)
+	}
+	return nil
 }
 
 // defaultDataDir is /var/lib/tidepool for root, else the XDG data home.
