@@ -11,7 +11,7 @@ FUZZ_TARGETS := ./internal/model:FuzzDecodeSessionPool ./internal/model:FuzzPars
                 ./internal/auth:FuzzVerify ./internal/arm:FuzzRouter \
                 ./internal/agent:FuzzResolvePath ./internal/template:FuzzExpression \
                 ./internal/arm:FuzzDeploymentValidate ./internal/cli:FuzzWriteOutput \
-                ./internal/rbac:FuzzMatchAction
+                ./internal/rbac:FuzzMatchAction ./internal/dataplane:FuzzParseRPC
 
 .PHONY: all deps build run test vet fuzz bench clean
 

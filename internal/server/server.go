@@ -77,6 +77,7 @@ type Server struct {
 	id        *identity
 	issuer    *auth.Issuer
 	authz     *rbac.Authorizer
+	mgmt      *arm.Server
 	ctl       *pool.Controller
 	publicURL string
 	credsPath string
@@ -174,6 +175,7 @@ func (s *Server) init(ctx context.Context) error {
 		AllowHyphenatedPoolNames: s.cfg.AllowHyphenatedPoolNames,
 		Logger:                   s.log,
 	})
+	s.mgmt = mgmt
 	s.handler = s.routes(mgmt)
 	return nil
 }
@@ -218,8 +220,19 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		ln = tls.NewListener(ln, hs.TLSConfig)
 	}
+	// Deployments this process did not start cannot be running: mark them
+	// interrupted, and interrupt this process's own at shutdown.
+	if err := s.mgmt.RecoverDeployments(ctx); err != nil {
+		s.log.WarnContext(ctx, "recover deployments", "err", err)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.ctl.Run(gctx) })
+	g.Go(func() error {
+		<-gctx.Done()
+		stop, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		return s.mgmt.StopDeployments(stop)
+	})
 	servers := []*http.Server{hs}
 	listeners := []net.Listener{ln}
 	if s.cfg.MetricsListener != nil {
