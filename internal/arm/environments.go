@@ -145,10 +145,16 @@ func (s *Server) deleteManagedEnvironment(w http.ResponseWriter, r *http.Request
 }
 
 func (s *Server) listManagedEnvironments(w http.ResponseWriter, r *http.Request) error {
+	return s.listStored(w, r, model.ManagedEnvironmentType)
+}
+
+// listStored answers a list of resources of typ that are served as
+// stored, at any api-version.
+func (s *Server) listStored(w http.ResponseWriter, r *http.Request, typ string) error {
 	if _, err := apiVersion(r, nil); err != nil {
 		return err
 	}
-	opts, err := s.listScope(r, model.ManagedEnvironmentType)
+	opts, err := s.listScope(r, typ)
 	if err != nil {
 		return err
 	}

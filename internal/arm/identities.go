@@ -200,16 +200,7 @@ func (s *Server) deleteIdentity(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) listIdentities(w http.ResponseWriter, r *http.Request) error {
-	if _, err := apiVersion(r, nil); err != nil {
-		return err
-	}
-	opts, err := s.listScope(r, model.UserAssignedIdentityType)
-	if err != nil {
-		return err
-	}
-	return s.listPage(w, r, opts, func(res store.Resource) (any, error) {
-		return json.RawMessage(res.Body), nil
-	})
+	return s.listStored(w, r, model.UserAssignedIdentityType)
 }
 
 // checkPoolIdentities resolves the user-assigned identities a pool names:

@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -12,30 +11,13 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tidepool-dev/tidepool/internal/rbac"
-	"github.com/tidepool-dev/tidepool/internal/sandbox/sandboxtest"
-	"github.com/tidepool-dev/tidepool/internal/server"
 )
 
 // TestSessionIdentity: code in a session of a pool whose system identity
 // has lifecycle Main gets tokens for it from IDENTITY_ENDPOINT, and they
 // work with the identity's roles; with lifecycle None no endpoint exists.
 func TestSessionIdentity(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the tidepool binary")
-	}
-	root, err := os.MkdirTemp("", "tpid")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt := sandboxtest.NewProcessRuntime(agentBinary(t), root)
-	t.Cleanup(func() {
-		if err := rt.Close(); err != nil {
-			t.Errorf("destroy leftover sandboxes: %v", err)
-		}
-		os.RemoveAll(root)
-	})
-	dir := t.TempDir()
-	info := startServer(t, server.Config{DataDir: dir, Runtime: rt})
+	dir, info := startProcessServer(t)
 	creds := readCredentials(t, dir)
 	c := &http.Client{Timeout: time.Minute}
 	admin := tokenFor(t, creds, "https://management.azure.com/.default")

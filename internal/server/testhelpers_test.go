@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidepool-dev/tidepool/internal/sandbox/sandboxtest"
 	"github.com/tidepool-dev/tidepool/internal/server"
 )
 
@@ -310,4 +311,27 @@ func provisioningState(body []byte) string {
 	}
 	json.Unmarshal(body, &v)
 	return v.Properties.ProvisioningState
+}
+
+// startProcessServer starts a server whose sandboxes are processes
+// (sandboxtest.ProcessRuntime: real agents, no isolation) and returns its
+// data dir and info. It skips in -short mode: it builds the binary.
+func startProcessServer(t *testing.T) (string, server.Info) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the tidepool binary")
+	}
+	root, err := os.MkdirTemp("", "tpps") // short: unix socket paths
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := sandboxtest.NewProcessRuntime(agentBinary(t), root)
+	t.Cleanup(func() {
+		if err := rt.Close(); err != nil {
+			t.Errorf("destroy leftover sandboxes: %v", err)
+		}
+		os.RemoveAll(root)
+	})
+	dir := t.TempDir()
+	return dir, startServer(t, server.Config{DataDir: dir, Runtime: rt})
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +12,6 @@ import (
 
 	"github.com/tidepool-dev/tidepool/internal/auth"
 	"github.com/tidepool-dev/tidepool/internal/rbac"
-	"github.com/tidepool-dev/tidepool/internal/sandbox/sandboxtest"
-	"github.com/tidepool-dev/tidepool/internal/server"
 )
 
 // TestShellTutorialFlow runs the Shell session pool tutorial through HTTP:
@@ -23,22 +20,7 @@ import (
 // pool's scope, and the resource group's deletion taking pool, identity
 // and assignment with it.
 func TestShellTutorialFlow(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the tidepool binary")
-	}
-	root, err := os.MkdirTemp("", "tptut") // short: unix socket paths
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt := sandboxtest.NewProcessRuntime(agentBinary(t), root)
-	t.Cleanup(func() {
-		if err := rt.Close(); err != nil {
-			t.Errorf("destroy leftover sandboxes: %v", err)
-		}
-		os.RemoveAll(root)
-	})
-	dir := t.TempDir()
-	info := startServer(t, server.Config{DataDir: dir, Runtime: rt})
+	dir, info := startProcessServer(t)
 	creds := readCredentials(t, dir)
 	c := &http.Client{Timeout: time.Minute}
 	admin := tokenFor(t, creds, "https://management.azure.com/.default")
