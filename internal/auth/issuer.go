@@ -152,6 +152,14 @@ func NewIssuer(cfg Config) (*Issuer, error) {
 	return i, nil
 }
 
+// KindUser is the store.Principal Kind of users: principals that sign in
+// with a user name (their ClientID) and a password.
+const KindUser = "User"
+
+// UserClientID is the appid of user tokens: the Azure CLI's public client
+// id, which Entra writes in the tokens of users signed in through az.
+const UserClientID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+
 // tokenClaims is the payload of an access token, shaped like an Entra v2
 // app-only token. The aud claim is a single string, as Entra writes it.
 type tokenClaims struct {
@@ -163,6 +171,7 @@ type tokenClaims struct {
 	AZP       string           `json:"azp"`
 	AppID     string           `json:"appid"`
 	IDType    string           `json:"idtyp"`
+	UPN       string           `json:"upn,omitempty"`
 	ObjectID  string           `json:"oid"`
 	Subject   string           `json:"sub"`
 	TenantID  string           `json:"tid"`
@@ -188,15 +197,23 @@ func (i *Issuer) Issue(p *store.Principal, audience string) (token string, expir
 	// JWT times have whole seconds; truncate so expires equals the exp claim.
 	now := i.now().Truncate(time.Second)
 	expires = now.Add(i.ttl)
+	// A user signs in through a public client application, as with the
+	// Azure CLI, whose client id Entra puts in user tokens; the user's name
+	// is its client id in the store.
+	appID, idType, upn := p.ClientID, "app", ""
+	if p.Kind == KindUser {
+		appID, idType, upn = UserClientID, "user", p.ClientID
+	}
 	t := jwt.NewWithClaims(jwt.SigningMethodES256, &tokenClaims{
 		Audience:  audience,
 		Issuer:    i.issuer,
 		IssuedAt:  jwt.NewNumericDate(now),
 		NotBefore: jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(expires),
-		AZP:       p.ClientID,
-		AppID:     p.ClientID,
-		IDType:    "app",
+		AZP:       appID,
+		AppID:     appID,
+		IDType:    idType,
+		UPN:       upn,
 		ObjectID:  p.ObjectID,
 		Subject:   p.ObjectID,
 		TenantID:  i.tenantID,

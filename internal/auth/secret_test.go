@@ -57,3 +57,23 @@ func TestKeyRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestHashPassword(t *testing.T) {
+	h := HashPassword("correct horse battery staple")
+	if !strings.HasPrefix(h, "pbkdf2-sha256$600000$") {
+		t.Fatalf("hash %q is not self-describing PBKDF2", h)
+	}
+	if !CheckSecret(h, "correct horse battery staple") {
+		t.Error("the password does not match its hash")
+	}
+	for _, wrong := range []string{"", "correct horse battery stapl", "Correct horse battery staple"} {
+		if CheckSecret(h, wrong) {
+			t.Errorf("%q matches", wrong)
+		}
+	}
+	for _, bad := range []string{"pbkdf2-sha256$x$a$b", "pbkdf2-sha256$0$AAAA$AAAA", "pbkdf2-sha256$99999999999$AAAA$AAAA", "pbkdf2-sha256$1$!!$AAAA"} {
+		if CheckSecret(bad, "x") {
+			t.Errorf("malformed hash %q matched", bad)
+		}
+	}
+}

@@ -83,6 +83,8 @@ func (i *Issuer) token(w http.ResponseWriter, r *http.Request, lookup PrincipalL
 	form := r.PostForm
 	switch g := form.Get("grant_type"); g {
 	case "client_credentials":
+	case "password":
+		return i.passwordGrant(r, form, lookup)
 	case "":
 		return nil, missingParameter("grant_type")
 	default:
@@ -109,6 +111,11 @@ func (i *Issuer) token(w http.ResponseWriter, r *http.Request, lookup PrincipalL
 	}
 
 	p, err := lookup.GetPrincipalByClientID(r.Context(), clientID)
+	if err == nil && p.Kind == KindUser {
+		// A user is not an application: its password opens the password
+		// grant only.
+		err = store.ErrNotFound
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, &oauthError{http.StatusUnauthorized, "invalid_client", 700016,
 			fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'. "+
@@ -140,6 +147,11 @@ func (i *Issuer) token(w http.ResponseWriter, r *http.Request, lookup PrincipalL
 		}
 	}
 
+	return i.tokenResponse(p, audience)
+}
+
+// tokenResponse issues a token for p and encodes the answer.
+func (i *Issuer) tokenResponse(p *store.Principal, audience string) ([]byte, *oauthError) {
 	token, _, err := i.Issue(p, audience)
 	if err != nil {
 		return nil, errTransient
@@ -154,6 +166,37 @@ func (i *Issuer) token(w http.ResponseWriter, r *http.Request, lookup PrincipalL
 		AccessToken:  token,
 	})
 	return body, nil
+}
+
+// passwordGrant serves the resource owner password credentials grant (RFC
+// 6749 §4.3) for users, as az login -u -p uses it: username, password and
+// the resource. Users sign in through a public client: client_id is
+// optional and carries no secret.
+func (i *Issuer) passwordGrant(r *http.Request, form url.Values, lookup PrincipalLookup) ([]byte, *oauthError) {
+	username, password := form.Get("username"), form.Get("password")
+	switch {
+	case username == "":
+		return nil, missingParameter("username")
+	case password == "":
+		return nil, missingParameter("password")
+	}
+	audience, oerr := requestedAudience(form)
+	if oerr != nil {
+		return nil, oerr
+	}
+	invalid := &oauthError{http.StatusBadRequest, "invalid_grant", 50126,
+		"Error validating credentials due to invalid username or password."}
+	p, err := lookup.GetPrincipalByClientID(r.Context(), strings.ToLower(username))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		HashPassword(password) // the same work as a real check: no timing oracle for names
+		return nil, invalid
+	case err != nil:
+		return nil, errTransient
+	case p.Kind != KindUser || secretStatus(p, password, i.now()) != secretOK:
+		return nil, invalid
+	}
+	return i.tokenResponse(p, audience)
 }
 
 // clientCredentials returns the client id and secret from the form or from

@@ -139,6 +139,8 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, c *auth.Claims) 
 	case len(segs) < 2 || segs[0] != "v1.0":
 	case is(2, http.MethodGet) && strings.EqualFold(segs[1], "me"):
 		return h.get(w, r, c.ObjectID)
+	case strings.EqualFold(segs[1], "users"):
+		return h.routeUsers(w, r, c, segs[2:])
 	case !strings.EqualFold(segs[1], "servicePrincipals"):
 	case is(2, http.MethodGet):
 		return h.list(w, r)
@@ -153,7 +155,7 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request, c *auth.Claims) 
 	case is(4, http.MethodPost) && strings.EqualFold(segs[3], "removePassword"):
 		return h.removePassword(w, r, c, segs[2])
 	}
-	return errorf(http.StatusNotFound, "Request_ResourceNotFound", "The directory serves /v1.0/me and /v1.0/servicePrincipals only; see docs/security.md.")
+	return errorf(http.StatusNotFound, "Request_ResourceNotFound", "The directory serves /v1.0/me, /v1.0/users and /v1.0/servicePrincipals only; see docs/security.md.")
 }
 
 func (h *Handler) require(ctx context.Context, c *auth.Claims, action string) error {
@@ -196,6 +198,10 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request, id string) error {
 	if p == nil {
 		return notFound(id)
 	}
+	if p.Kind == auth.KindUser {
+		writeJSON(w, http.StatusOK, renderUser(p))
+		return nil
+	}
 	writeJSON(w, http.StatusOK, render(p, res))
 	return nil
 }
@@ -228,6 +234,9 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := []servicePrincipal{}
 	for i := range all {
+		if all[i].Kind == auth.KindUser {
+			continue
+		}
 		if sp := render(&all[i], ""); keep(sp) {
 			out = append(out, sp)
 		}
@@ -326,6 +335,9 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, c *auth.Claims)
 // delete removes a service principal and its role assignments.
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request, c *auth.Claims, id string) error {
 	ctx := r.Context()
+	if p, err := h.st.GetPrincipal(ctx, id); err == nil && p.Kind == auth.KindUser {
+		return notFound(id) // a user, under /v1.0/users
+	}
 	if err := h.require(ctx, c, actionDelete); err != nil {
 		return err
 	}
@@ -341,6 +353,11 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request, c *auth.Claims,
 	case strings.EqualFold(p.ObjectID, h.adminID):
 		return errorf(http.StatusBadRequest, "Request_BadRequest", "The bootstrap administrator cannot be deleted.")
 	}
+	return h.deletePrincipal(w, ctx, p)
+}
+
+// deletePrincipal deletes a stored principal and its role assignments.
+func (h *Handler) deletePrincipal(w http.ResponseWriter, ctx context.Context, p *store.Principal) error {
 	if err := h.st.DeletePrincipal(ctx, p.ObjectID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
@@ -454,3 +471,116 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	w.Write(data)
 }
+
+// user is Graph's user resource, the members tidepool fills.
+type user struct {
+	ODataType         string     `json:"@odata.type"`
+	ID                string     `json:"id"`
+	DisplayName       string     `json:"displayName"`
+	UserPrincipalName string     `json:"userPrincipalName"`
+	AccountEnabled    bool       `json:"accountEnabled"`
+	CreatedDateTime   *time.Time `json:"createdDateTime,omitempty"`
+}
+
+func renderUser(p *store.Principal) user {
+	u := user{ODataType: "#microsoft.graph.user", ID: p.ObjectID, DisplayName: p.DisplayName, UserPrincipalName: p.ClientID, AccountEnabled: true}
+	if !p.Created.IsZero() {
+		c := p.Created
+		u.CreatedDateTime = &c
+	}
+	return u
+}
+
+const (
+	actionUserWrite  = "Microsoft.Directory/users/write"
+	actionUserDelete = "Microsoft.Directory/users/delete"
+)
+
+var upnRule = regexp.MustCompile(`^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,190}$`)
+
+// routeUsers serves /v1.0/users[/{id}]. Users sign in with their
+// userPrincipalName and password (the password grant); the password is
+// stored as a slow hash.
+func (h *Handler) routeUsers(w http.ResponseWriter, r *http.Request, c *auth.Claims, rest []string) error {
+	ctx := r.Context()
+	switch {
+	case len(rest) == 0 && r.Method == http.MethodGet:
+		all, err := h.st.ListPrincipals(ctx)
+		if err != nil {
+			return err
+		}
+		name := ""
+		if f := r.URL.Query().Get("$filter"); f != "" {
+			m := upnFilter.FindStringSubmatch(f)
+			if m == nil {
+				return errorf(http.StatusBadRequest, "Request_UnsupportedQuery", "The $filter '%s' is not supported: use userPrincipalName eq '{name}'.", clip(f))
+			}
+			name = m[1]
+		}
+		out := []user{}
+		for i := range all {
+			if all[i].Kind == auth.KindUser && (name == "" || strings.EqualFold(all[i].ClientID, name)) {
+				out = append(out, renderUser(&all[i]))
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users", "value": out})
+		return nil
+	case len(rest) == 0 && r.Method == http.MethodPost:
+		if err := h.require(ctx, c, actionUserWrite); err != nil {
+			return err
+		}
+		var in struct {
+			DisplayName       string `json:"displayName"`
+			UserPrincipalName string `json:"userPrincipalName"`
+			PasswordProfile   struct {
+				Password string `json:"password"`
+			} `json:"passwordProfile"`
+		}
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+		switch {
+		case !upnRule.MatchString(in.UserPrincipalName):
+			return errorf(http.StatusBadRequest, "Request_BadRequest", "userPrincipalName must look like name@domain.")
+		case len(in.PasswordProfile.Password) < 12 || len(in.PasswordProfile.Password) > 256:
+			return errorf(http.StatusBadRequest, "Request_BadRequest", "passwordProfile.password must have 12 to 256 characters.")
+		}
+		if in.DisplayName == "" {
+			in.DisplayName = in.UserPrincipalName
+		}
+		p := &store.Principal{ObjectID: uuid.NewString(), ClientID: strings.ToLower(in.UserPrincipalName), DisplayName: in.DisplayName,
+			Kind: auth.KindUser, Created: h.now().UTC(),
+			Secrets: []store.Secret{{ID: uuid.NewString(), Hash: auth.HashPassword(in.PasswordProfile.Password)}}}
+		if err := h.st.PutPrincipal(ctx, p); errors.Is(err, store.ErrExists) {
+			return errorf(http.StatusBadRequest, "Request_BadRequest", "Another object with the same value for property userPrincipalName already exists.")
+		} else if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusCreated, renderUser(p))
+		return nil
+	case len(rest) == 1 && (r.Method == http.MethodGet || r.Method == http.MethodDelete):
+		if r.Method == http.MethodDelete {
+			if err := h.require(ctx, c, actionUserDelete); err != nil {
+				return err
+			}
+		}
+		p, err := h.st.GetPrincipal(ctx, rest[0])
+		if errors.Is(err, store.ErrNotFound) {
+			p, err = h.st.GetPrincipalByClientID(ctx, strings.ToLower(rest[0]))
+		}
+		if errors.Is(err, store.ErrNotFound) || (err == nil && p.Kind != auth.KindUser) {
+			return notFound(rest[0])
+		}
+		if err != nil {
+			return err
+		}
+		if r.Method == http.MethodGet {
+			writeJSON(w, http.StatusOK, renderUser(p))
+			return nil
+		}
+		return h.deletePrincipal(w, ctx, p)
+	}
+	return errorf(http.StatusNotFound, "Request_ResourceNotFound", "No such route under /v1.0/users.")
+}
+
+var upnFilter = regexp.MustCompile(`(?i)^\s*userPrincipalName\s+eq\s+'([^']*)'\s*$`)

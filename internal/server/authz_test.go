@@ -113,6 +113,9 @@ func TestRoutesByRole(t *testing.T) {
 		{"POST", "/v1.0/servicePrincipals", map[string]string{"displayName": "made-by-test"}, root, "mgmt"},
 		{"POST", "/v1.0/servicePrincipals/" + adminObjectID(t, dir) + "/addPassword", map[string]any{}, root, "mgmt"},
 		{"DELETE", "/v1.0/servicePrincipals/" + uuid.NewString(), nil, root, "mgmt"},
+		{"GET", "/v1.0/users", nil, anyone, "mgmt"},
+		{"POST", "/v1.0/users", map[string]any{"userPrincipalName": "made@by.test", "passwordProfile": map[string]string{"password": "a long enough password"}}, root, "mgmt"},
+		{"DELETE", "/v1.0/users/" + uuid.NewString(), nil, root, "mgmt"},
 	}
 	base := "/subscriptions/" + info.SubscriptionID + "/resourceGroups/rg/sessionPools/pool1/"
 	for _, d := range []struct{ method, path string }{
