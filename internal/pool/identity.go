@@ -9,6 +9,7 @@ import (
 	"github.com/tidepool-dev/tidepool/internal/agent/wire"
 	"github.com/tidepool-dev/tidepool/internal/auth"
 	"github.com/tidepool-dev/tidepool/internal/model"
+	"github.com/tidepool-dev/tidepool/internal/sandbox"
 	"github.com/tidepool-dev/tidepool/internal/store"
 )
 
@@ -138,4 +139,47 @@ func (c *Controller) refreshIdentities(ctx context.Context) {
 		d.sb.identityExpires = exp
 		c.mu.Unlock()
 	}
+}
+
+// registryPull is a registry that image pulls authenticate to with a
+// managed identity's token.
+type registryPull struct {
+	identity sessionIdentity
+	audience string // https://{server}
+}
+
+// registryIdentity resolves registryCredentials.identity ("system" or a
+// user-assigned identity's id) to a principal, or nil when the pool does
+// not hold it.
+func registryIdentity(p *model.SessionPool, identity, server string) *registryPull {
+	if p.Identity == nil || server == "" {
+		return nil
+	}
+	aud := "https://" + strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(server, "https://"), "http://"), "/")
+	if identity == "system" {
+		if pid := p.Identity.PrincipalID; pid != "" {
+			return &registryPull{sessionIdentity{principal: store.Principal{ObjectID: pid, ClientID: model.SystemIdentityClientID(pid), Kind: "ManagedIdentity"}}, aud}
+		}
+		return nil
+	}
+	for k, v := range p.Identity.UserAssignedIdentities {
+		if strings.EqualFold(k, identity) && v != nil && v.PrincipalID != "" {
+			return &registryPull{sessionIdentity{principal: store.Principal{ObjectID: v.PrincipalID, ClientID: v.ClientID, Kind: "ManagedIdentity"}, resourceID: k}, aud}
+		}
+	}
+	return nil
+}
+
+// withRegistryToken returns spec with a fresh bearer token for the pool's
+// registry identity, when it has one.
+func (c *Controller) withRegistryToken(cfg *poolConfig, spec sandbox.Spec) (sandbox.Spec, error) {
+	if cfg.registry == nil || c.tokens == nil {
+		return spec, nil
+	}
+	tok, _, err := c.tokens.Issue(&cfg.registry.identity.principal, cfg.registry.audience)
+	if err != nil {
+		return spec, fmt.Errorf("mint a registry token: %w", err)
+	}
+	spec.RegistryAuth = &sandbox.RegistryAuth{Token: tok}
+	return spec, nil
 }

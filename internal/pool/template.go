@@ -53,6 +53,8 @@ type poolConfig struct {
 	// identities are the managed identities code in a session may act
 	// as (managedIdentitySettings with lifecycle Main), bound at claim.
 	identities []sessionIdentity
+	// registry, when set, is the identity image pulls authenticate as.
+	registry *registryPull
 }
 
 // newPoolConfig derives the configuration of p. It fails when the pool
@@ -155,6 +157,10 @@ func newPoolConfig(poolID string, p *model.SessionPool, preImport []string) (*po
 				return nil, err
 			}
 			spec.RegistryAuth = &sandbox.RegistryAuth{Username: rc.Username, Password: pw}
+		} else if rc != nil && rc.Identity != "" {
+			// Pulled with a bearer token for the identity, minted at each
+			// start (tokens expire; the template hash must not change).
+			cfg.registry = registryIdentity(p, rc.Identity, rc.Server)
 		}
 	default: // PythonLTS, and what Normalize leaves empty
 		spec.Kind = sandbox.KindPython

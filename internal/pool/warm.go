@@ -264,7 +264,11 @@ func (c *Controller) create(ctx context.Context, ps *livePool, cfg *poolConfig, 
 		}
 	}()
 	id := newSandboxID()
-	sb, err := c.rt.Create(ctx, cfg.specFor(id, ps.key))
+	spec, err := c.withRegistryToken(cfg, cfg.specFor(id, ps.key))
+	if err != nil {
+		return nil, err
+	}
+	sb, err := c.rt.Create(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
