@@ -23,7 +23,9 @@ type Sizes struct {
 	Cold            int // cold starts per runtime (and runs of its floor)
 	Refill          int // ready set size refilled after each burst
 	RefillRounds    int
-	Density         int // idle sessions measured
+	Density         int   // idle sessions started in each step of the density scenario
+	DensityBudget   int64 // memory (bytes, all sessions) at which density stops
+	DensityMax      int   // sessions at which density stops, whatever the memory
 	FileBytes       int // size of the file uploaded and downloaded
 	Files           int // uploads and downloads
 	JupyterKernels  int // new kernels (and idle kernels for memory)
@@ -32,13 +34,15 @@ type Sizes struct {
 // DefaultSizes are those of `tidepool bench` (and `make bench`).
 var DefaultSizes = Sizes{
 	ClaimSequential: 40, ClaimConcurrent: 16, ClaimRounds: 4, Sessions: 50, Cold: 12,
-	Refill: 10, RefillRounds: 3, Density: 30, FileBytes: 64 << 20, Files: 5, JupyterKernels: 6,
+	Refill: 10, RefillRounds: 3, Density: 8, DensityBudget: 2 << 30, DensityMax: 256,
+	FileBytes: 64 << 20, Files: 5, JupyterKernels: 6,
 }
 
 // SmokeSizes are tiny: a run that checks the command works.
 var SmokeSizes = Sizes{
 	ClaimSequential: 2, ClaimConcurrent: 3, ClaimRounds: 1, Sessions: 3, Cold: 1,
-	Refill: 2, RefillRounds: 1, Density: 2, FileBytes: 1 << 20, Files: 1, JupyterKernels: 1,
+	Refill: 2, RefillRounds: 1, Density: 2, DensityBudget: 1, DensityMax: 2,
+	FileBytes: 1 << 20, Files: 1, JupyterKernels: 1,
 }
 
 // Config configures a run.

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -263,14 +264,16 @@ func (s *scenario) refill(ctx context.Context) error {
 	return nil
 }
 
-// density: Density sessions, each after one print(1), idle for 2 s; the
-// memory of each sandbox read from its cgroup.
+// density: idle Python sessions (kernel loaded, one print(1) each), started
+// Density at a time until together they use DensityBudget bytes or number
+// DensityMax; the memory of each sandbox read from its cgroup.
 func (s *scenario) density(ctx context.Context) error {
 	if s.t.SandboxRoot == "" {
 		return errors.New("the server's sandbox directory is unknown (give --sandbox-root with --endpoint)")
 	}
-	n := max(s.r.sizes.Density, 1)
-	p, err := s.c.CreatePool(ctx, s.rg, PoolSpec{Name: "density", ContainerType: "PythonLTS", Ready: n, Max: n})
+	step := max(s.r.sizes.Density, 1)
+	limit := max(s.r.sizes.DensityMax, step)
+	p, err := s.c.CreatePool(ctx, s.rg, PoolSpec{Name: "density", ContainerType: "PythonLTS", Ready: step, Max: limit})
 	if err != nil {
 		return err
 	}
@@ -278,34 +281,55 @@ func (s *scenario) density(ctx context.Context) error {
 	if err := s.settle(ctx, p); err != nil {
 		return err
 	}
-	s.r.progress("density: claiming %d sessions", n)
-	if err := concurrently(n, 4, func(int) error { _, err := s.c.Execute(ctx, p, s.r.ident("density"), "print(1)"); return err }); err != nil {
-		return err
-	}
-	if err := sleep(ctx, 2*time.Second); err != nil {
-		return err
-	}
-	sbs, err := poolSandboxes(s.t.SandboxRoot, p.Key)
-	if err != nil {
-		return err
-	}
-	if len(sbs) != n {
-		return fmt.Errorf("found %d sandboxes of the pool under %s, want %d", len(sbs), s.t.SandboxRoot, n)
-	}
+	n := 0
 	var usage, rss int64
 	method := ""
-	for _, sb := range sbs {
-		m, err := measureSandbox(sb)
-		if err != nil {
+	for n < limit && (n == 0 || usage < s.r.sizes.DensityBudget) {
+		k := min(step, limit-n)
+		s.r.progress("density: %d sessions, %d MiB; starting %d more", n, usage>>20, k)
+		if err := concurrently(k, 4, func(int) error { _, err := s.c.Execute(ctx, p, s.r.ident("density"), "print(1)"); return err }); err != nil {
+			return fmt.Errorf("after %d sessions: %w", n, err)
+		}
+		n += k
+		if err := sleep(ctx, 2*time.Second); err != nil {
 			return err
 		}
-		usage, rss, method = usage+m.usage, rss+m.rss, m.method
+		// Only claimed sandboxes count: the warm set refills meanwhile.
+		if usage, rss, method, err = s.claimedMemory(p.Key, n); err != nil {
+			return err
+		}
 	}
 	mem := &Memory{Method: method, UsageBytes: usage / int64(n), RSSBytes: rss / int64(n)}
 	mem.SessionsPerGiB = round(perGiB(mem.UsageBytes))
 	s.r.add(&Measurement{Name: "density/" + s.rt(), Scenario: "density", System: SystemTidepool, Runtime: s.rt(), Count: n, Memory: mem,
-		What: "memory per idle python session (kernel loaded, after one print(1), 2 s idle), from each sandbox's memory cgroup"})
+		What: fmt.Sprintf("memory per idle python session (kernel loaded, after one print(1), 2 s idle), from each sandbox's memory cgroup; sessions added %d at a time until they used %d MiB or numbered %d", step, s.r.sizes.DensityBudget>>20, limit)})
 	return nil
+}
+
+// claimedMemory sums the memory of the pool's n largest sandboxes: the
+// warm set refills while sessions start, and a warm sandbox, which has run
+// no code, uses less than a session.
+func (s *scenario) claimedMemory(key string, n int) (usage, rss int64, method string, err error) {
+	sbs, err := poolSandboxes(s.t.SandboxRoot, key)
+	if err != nil {
+		return 0, 0, "", err
+	}
+	if len(sbs) < n {
+		return 0, 0, "", fmt.Errorf("found %d sandboxes of the pool under %s, want at least %d", len(sbs), s.t.SandboxRoot, n)
+	}
+	ms := make([]sandboxMemory, 0, len(sbs))
+	for _, sb := range sbs {
+		m, err := measureSandbox(sb)
+		if err != nil {
+			return 0, 0, "", err
+		}
+		ms = append(ms, m)
+	}
+	slices.SortFunc(ms, func(a, b sandboxMemory) int { return cmp.Compare(b.usage, a.usage) })
+	for _, m := range ms[:n] {
+		usage, rss, method = usage+m.usage, rss+m.rss, m.method
+	}
+	return usage, rss, method, nil
 }
 
 // shell: shellCommand `echo 1` on a Shell pool's session, for Duration.
