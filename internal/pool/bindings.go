@@ -287,8 +287,12 @@ func (c *Controller) adopt(ctx context.Context) error {
 		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		h, err := agent.Health(hctx)
 		cancel()
+		if err == nil {
+			err = adoptable(h)
+		}
 		if err == nil && h.Version != wire.Version {
-			err = fmt.Errorf("agent speaks API version %q, want %q", h.Version, wire.Version)
+			c.log.WarnContext(ctx, "keeping a session whose agent is from another release", "pool", ps.id, "sandbox", sb.ID,
+				"agent_version", h.Version, "want", wire.Version)
 		}
 		if err != nil {
 			c.log.WarnContext(ctx, "sandbox not adoptable; destroying it", "pool", ps.id, "sandbox", sb.ID, "err", err)
@@ -359,5 +363,17 @@ func (c *Controller) adopt(ctx context.Context) error {
 	}
 	c.mu.Unlock()
 	c.log.InfoContext(ctx, "sandboxes adopted", "sessions", adopted, "warm", warm, "destroyed", len(destroy))
+	return nil
+}
+
+// adoptable decides whether a running sandbox found at start can be kept.
+// An agent from another release (another API version) is kept while it
+// holds a session: replacing it would lose the session's interpreter state
+// and files, and the routes a session uses have stayed compatible. An
+// unbound one is replaced by a sandbox of this release.
+func adoptable(h *wire.Health) error {
+	if h.Version != wire.Version && h.Identifier == "" {
+		return fmt.Errorf("agent speaks API version %q, want %q; an unbound sandbox is replaced", h.Version, wire.Version)
+	}
 	return nil
 }
