@@ -12,12 +12,14 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/tidepool-dev/tidepool/internal/sandbox"
 	"github.com/tidepool-dev/tidepool/internal/server"
 )
 
 func newServeCommand() *cobra.Command {
 	var cfg server.Config
 	var listen, metricsListen, logLevel, logFormat, runtimeName, addressFile string
+	var images map[string]string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the tidepool server",
@@ -42,6 +44,9 @@ an admin service principal, whose credentials it writes to
 				return usageError{err}
 			}
 			cfg.Logger = log
+			if cfg.BuiltinImages, err = builtinImages(images); err != nil {
+				return usageError{err}
+			}
 			if cfg.Runtime, err = newRuntime(runtimeName, cfg.DataDir, log); err != nil {
 				return err
 			}
@@ -106,11 +111,29 @@ Get a token:
 	f.BoolVar(&cfg.AllowHyphenatedPoolNames, "allow-hyphenated-pool-names", false, "accept the CLI's pool name rule (hyphens, up to 32 characters) besides the API's")
 	f.BoolVar(&cfg.StrictAudiences, "strict-audiences", false, "refuse management-audience tokens on the data plane (only https://dynamicsessions.io tokens open it)")
 	f.StringSliceVar(&cfg.PythonPreImport, "python-preimport", nil, "modules warm Python kernels import before any claim, e.g. numpy,pandas,matplotlib.pyplot (default none; see docs/preimport.md)")
+	f.StringToStringVar(&images, "builtin-image", nil, "an OCI image to run a built-in container type in instead of the host's read-only root, as TYPE=IMAGE (PythonLTS, NodeLTS or Shell; the image must hold python3, node or bash); repeatable")
 	f.StringVar(&runtimeName, "runtime", "auto", "sandbox runtime: auto (runc as root when installed), runc, crun, runsc, or none")
 	f.StringVar(&addressFile, "address-file", "", "once listening, write the endpoint, metrics URL and credentials path as JSON to this file (for tools that start serve on port 0)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	return cmd
+}
+
+// builtinImages maps --builtin-image's container types to sandbox kinds.
+func builtinImages(flag map[string]string) (map[string]string, error) {
+	kinds := map[string]string{"pythonlts": sandbox.KindPython, "nodelts": sandbox.KindNode, "shell": sandbox.KindShell}
+	out := map[string]string{}
+	for typ, ref := range flag {
+		kind, ok := kinds[strings.ToLower(typ)]
+		if !ok {
+			return nil, fmt.Errorf("--builtin-image %s=%s: the type must be PythonLTS, NodeLTS or Shell", typ, ref)
+		}
+		if ref == "" {
+			return nil, fmt.Errorf("--builtin-image %s: the image is empty", typ)
+		}
+		out[kind] = ref
+	}
+	return out, nil
 }
 
 // serveAddress is what --address-file holds.

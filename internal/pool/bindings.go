@@ -256,7 +256,7 @@ func (c *Controller) adopt(ctx context.Context) error {
 		if p.Properties.ProvisioningState == model.StateDeleting {
 			continue // its reconcile destroys its sandboxes
 		}
-		cfg, err := newPoolConfig(res.ID, &p, c.preImport)
+		cfg, err := newPoolConfig(res.ID, &p, c.builtins)
 		if err != nil {
 			continue
 		}

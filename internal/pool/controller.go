@@ -30,7 +30,7 @@ type Controller struct {
 	flushEvery    time.Duration // period of last-activity writes on clock
 	createTimeout time.Duration
 	metrics       *Metrics    // nil: none
-	preImport     []string    // modules warm Python kernels import
+	builtins      builtinDefaults // pre-imports and images of built-in types
 	tokens        TokenIssuer // nil: sessions get no identity tokens
 
 	// base is the context of background work (warm starts, destroys);
@@ -85,7 +85,15 @@ func WithRetry(d time.Duration) Option { return func(c *Controller) { c.retry = 
 // before any claim (default none: docs/preimport.md weighs the memory
 // against the first-use latency).
 func WithPreImport(modules ...string) Option {
-	return func(c *Controller) { c.preImport = modules }
+	return func(c *Controller) { c.builtins.preImport = modules }
+}
+
+// WithBuiltinImages replaces the host's read-only root of built-in
+// container types by OCI images: keys are sandbox kinds (sandbox.KindPython,
+// KindNode, KindShell), values image references as CustomContainer pools
+// name them. The image must hold the interpreter the kind runs.
+func WithBuiltinImages(images map[string]string) Option {
+	return func(c *Controller) { c.builtins.images = images }
 }
 
 // WithRuntime makes the controller run sandboxes on rt: warm sets,

@@ -33,7 +33,7 @@ func TestRegistryIdentityPull(t *testing.T) {
 		{uami, "uami-principal"},
 		{"system", "system-principal"},
 	} {
-		cfg, err := newPoolConfig("/p", pool(tt.identity), nil)
+		cfg, err := newPoolConfig("/p", pool(tt.identity), builtinDefaults{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -46,13 +46,13 @@ func TestRegistryIdentityPull(t *testing.T) {
 			t.Errorf("registry identity %s: auth = %+v", tt.identity, spec.RegistryAuth)
 		}
 		// A fresh token per start does not change the template.
-		again, _ := newPoolConfig("/p", pool(tt.identity), nil)
+		again, _ := newPoolConfig("/p", pool(tt.identity), builtinDefaults{})
 		if again.hash != cfg.hash {
 			t.Errorf("template hash changed between configs")
 		}
 	}
 	// Without a token issuer, or with username/password, no token.
-	cfg, _ := newPoolConfig("/p", pool(uami), nil)
+	cfg, _ := newPoolConfig("/p", pool(uami), builtinDefaults{})
 	if spec, _ := (&Controller{}).withRegistryToken(cfg, cfg.specFor("sb", "k")); spec.RegistryAuth != nil {
 		t.Errorf("token without an issuer: %+v", spec.RegistryAuth)
 	}

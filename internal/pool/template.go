@@ -57,9 +57,15 @@ type poolConfig struct {
 	registry *registryPull
 }
 
+// builtinDefaults are the server's settings for built-in container types.
+type builtinDefaults struct {
+	preImport []string          // modules warm Python kernels import
+	images    map[string]string // sandbox kind → OCI image replacing the host rootfs
+}
+
 // newPoolConfig derives the configuration of p. It fails when the pool
 // refers to something it lacks (a secret).
-func newPoolConfig(poolID string, p *model.SessionPool, preImport []string) (*poolConfig, error) {
+func newPoolConfig(poolID string, p *model.SessionPool, d builtinDefaults) (*poolConfig, error) {
 	pr := p.Properties
 	if pr == nil {
 		pr = &model.PoolProperties{}
@@ -164,7 +170,10 @@ func newPoolConfig(poolID string, p *model.SessionPool, preImport []string) (*po
 		}
 	default: // PythonLTS, and what Normalize leaves empty
 		spec.Kind = sandbox.KindPython
-		spec.PreImport = preImport
+		spec.PreImport = d.preImport
+	}
+	if spec.Kind != sandbox.KindCustom {
+		spec.Image = d.images[spec.Kind] // "" keeps the host's read-only root
 	}
 	if n := pr.SessionNetworkConfiguration; n != nil {
 		spec.EgressEnabled = strings.EqualFold(n.Status, model.EgressEnabled)

@@ -34,7 +34,7 @@ func customPool(mut func(*model.SessionPool)) *model.SessionPool {
 }
 
 func TestNewPoolConfig(t *testing.T) {
-	base, err := newPoolConfig(poolID, customPool(nil), nil)
+	base, err := newPoolConfig(poolID, customPool(nil), builtinDefaults{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestNewPoolConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := newPoolConfig(poolID, customPool(tt.mut), nil)
+			cfg, err := newPoolConfig(poolID, customPool(tt.mut), builtinDefaults{})
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("newPoolConfig = %v, want an error with %q", err, tt.wantErr)
@@ -103,7 +103,7 @@ func TestNewPoolConfigBuiltin(t *testing.T) {
 	for _, tt := range tests {
 		p := &model.SessionPool{Properties: &model.PoolProperties{ContainerType: tt.containerType}}
 		p.Normalize()
-		cfg, err := newPoolConfig(poolID, p, nil)
+		cfg, err := newPoolConfig(poolID, p, builtinDefaults{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,11 +147,11 @@ func TestNewPoolConfigPreImport(t *testing.T) {
 	} {
 		p := &model.SessionPool{Properties: &model.PoolProperties{ContainerType: tt.containerType}}
 		p.Normalize()
-		with, err := newPoolConfig(poolID, p, mods)
+		with, err := newPoolConfig(poolID, p, builtinDefaults{preImport: mods})
 		if err != nil {
 			t.Fatal(err)
 		}
-		without, err := newPoolConfig(poolID, p, nil)
+		without, err := newPoolConfig(poolID, p, builtinDefaults{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,6 +160,33 @@ func TestNewPoolConfigPreImport(t *testing.T) {
 		}
 		if changed := with.hash != without.hash; changed != (tt.want != nil) {
 			t.Errorf("%s: template hash changed = %v, want %v", tt.containerType, changed, tt.want != nil)
+		}
+	}
+}
+
+// TestBuiltinImages: a server-configured image replaces the host's root
+// for its built-in kind only, and is part of the template (changing it
+// rolls the warm set).
+func TestBuiltinImages(t *testing.T) {
+	d := builtinDefaults{images: map[string]string{sandbox.KindPython: "oci-layout:/srv/python"}}
+	for _, tt := range []struct {
+		containerType, want string
+	}{
+		{model.ContainerTypePythonLTS, "oci-layout:/srv/python"},
+		{model.ContainerTypeShell, ""},
+	} {
+		p := &model.SessionPool{Properties: &model.PoolProperties{ContainerType: tt.containerType}}
+		p.Normalize()
+		with, err := newPoolConfig(poolID, p, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		without, _ := newPoolConfig(poolID, p, builtinDefaults{})
+		if with.spec.Image != tt.want {
+			t.Errorf("%s: Image = %q, want %q", tt.containerType, with.spec.Image, tt.want)
+		}
+		if (with.hash != without.hash) != (tt.want != "") {
+			t.Errorf("%s: the image does not decide the template hash", tt.containerType)
 		}
 	}
 }

@@ -142,7 +142,7 @@ func (c *Controller) forgetPool(id string) {
 // what the warm set lacks. It reports whether the ready set of the current
 // template has been complete, or why the pool fails.
 func (c *Controller) provision(id string, p *model.SessionPool) (up bool, fail *model.ErrorInfo) {
-	cfg, err := newPoolConfig(id, p, c.preImport)
+	cfg, err := newPoolConfig(id, p, c.builtins)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ps := c.poolLocked(id)

@@ -61,6 +61,10 @@ type Config struct {
 	// PythonPreImport names the modules warm PythonLTS kernels import
 	// before any claim; nil imports none.
 	PythonPreImport []string
+	// BuiltinImages replace the host's read-only root for built-in
+	// container types: sandbox kind ("python", "node", "shell") → image
+	// reference. Nil keeps the host's root for all.
+	BuiltinImages map[string]string
 	// MetricsListener, when set, serves Prometheus metrics at GET /metrics,
 	// without authentication, and nothing else; Run serves it and closes
 	// it. Nil means the metrics are not served (MetricsHandler still
@@ -158,7 +162,8 @@ func (s *Server) init(ctx context.Context) error {
 	if s.dpMetrics, err = dataplane.NewMetrics(s.metrics); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	opts := []pool.Option{pool.WithLogger(s.log), pool.WithMetrics(poolMetrics), pool.WithPreImport(s.cfg.PythonPreImport...), pool.WithTokenIssuer(s.issuer)}
+	opts := []pool.Option{pool.WithLogger(s.log), pool.WithMetrics(poolMetrics), pool.WithPreImport(s.cfg.PythonPreImport...), pool.WithTokenIssuer(s.issuer),
+		pool.WithBuiltinImages(s.cfg.BuiltinImages)}
 	if s.cfg.Runtime != nil {
 		opts = append(opts, pool.WithRuntime(s.cfg.Runtime))
 	}

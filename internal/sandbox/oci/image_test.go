@@ -240,3 +240,29 @@ func TestCustomImage(t *testing.T) {
 		}
 	})
 }
+
+// TestBuiltinKindImage: a built-in kind (Shell) given an image by server
+// configuration runs in the image's root instead of the host's.
+func TestBuiltinKindImage(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, flavour string) {
+		shift := DefaultIDBase
+		if flavour == flavourRunsc {
+			shift = 0
+		}
+		dir, err := os.MkdirTemp("", "tpbimg")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		rt := newTestRuntime(t, flavour, WithImageStore(&fakeImages{dir: dir, shift: shift}))
+		spec := sandboxtest.BaseSpec(sandboxtest.NewID("bimg"))
+		spec.Kind = sandbox.KindShell
+		spec.Image = "example.test/tiny:1"
+		sb := mustCreate(t, rt, spec)
+		defer mustDestroy(t, rt, spec.ID)
+		res := execIn(t, sb, 10*time.Second, "sh", "-c", `cat /etc/marker; test -e /usr/bin/python3 && echo host-usr || echo image-usr`)
+		if res.ExitCode != 0 || res.Stdout != "from the image\nimage-usr\n" {
+			t.Errorf("in a Shell sandbox with an image: %+v", res)
+		}
+	})
+}
