@@ -26,9 +26,9 @@ type Sizes struct {
 	Density         int   // idle sessions started in each step of the density scenario
 	DensityBudget   int64 // memory (bytes, all sessions) at which density stops
 	DensityMax      int   // sessions at which density stops, whatever the memory
-	FileBytes       int // size of the file uploaded and downloaded
-	Files           int // uploads and downloads
-	JupyterKernels  int // new kernels (and idle kernels for memory)
+	FileBytes       int   // size of the file uploaded and downloaded
+	Files           int   // uploads and downloads
+	JupyterKernels  int   // new kernels (and idle kernels for memory)
 }
 
 // DefaultSizes are those of `tidepool bench` (and `make bench`).

@@ -29,9 +29,9 @@ type Controller struct {
 	reapEvery     time.Duration // reaper period on clock
 	flushEvery    time.Duration // period of last-activity writes on clock
 	createTimeout time.Duration
-	metrics       *Metrics    // nil: none
+	metrics       *Metrics        // nil: none
 	builtins      builtinDefaults // pre-imports and images of built-in types
-	tokens        TokenIssuer // nil: sessions get no identity tokens
+	tokens        TokenIssuer     // nil: sessions get no identity tokens
 
 	// base is the context of background work (warm starts, destroys);
 	// Run cancels it when it returns, then waits for bg.
