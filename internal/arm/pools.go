@@ -350,11 +350,12 @@ func (s *Server) fillPool(ctx context.Context, p *model.SessionPool, id *model.R
 	pr.ProvisioningState = model.StateInProgress
 	pr.ProvisioningError = nil
 	pr.NodeCount = nil
-	pr.TemplateUpdateStatus = nil
+	var prevTemplate *model.TemplateUpdateStatus
 	if old != nil {
 		pr.NodeCount = old.Properties.NodeCount
-		pr.TemplateUpdateStatus = old.Properties.TemplateUpdateStatus
+		prevTemplate = old.Properties.TemplateUpdateStatus
 	}
+	p.NoteTemplate(prevTemplate, s.now().UTC())
 	pr.PoolManagementEndpoint = PoolEndpoint(s.publicURL, id.Subscription, id.ResourceGroup, name)
 	if m := pr.McpServerSettings; m != nil {
 		m.McpServerEndpoint = ""

@@ -138,7 +138,7 @@ func TestPoolGetGolden(t *testing.T) {
 // comparable strips what differs between two pools with the same content.
 func comparable(t testing.TB, r *response) string {
 	p := r.json(t)
-	for _, f := range []string{"id", "name", "systemData", "properties.poolManagementEndpoint"} {
+	for _, f := range []string{"id", "name", "systemData", "properties.poolManagementEndpoint", "properties.templateUpdateStatus.activeTemplate.createdTime"} {
 		jset(p, f, remove)
 	}
 	data, _ := json.Marshal(p)
@@ -886,5 +886,50 @@ func TestPoolConcurrentWritesToOnePool(t *testing.T) {
 	g := a.must(http.StatusOK, "GET", poolPath("rg", "contended", stable), nil)
 	if got := jstring(g.json(t), "properties.provisioningState"); got != "Succeeded" {
 		t.Errorf("%s: provisioningState %q", g, got)
+	}
+}
+
+// TestTemplateUpdateStatus: while a CustomContainer pool rolls to a new
+// template, templateUpdateStatus shows the old one active and the new one
+// desired (Updating); when the roll is done, the new one is active.
+func TestTemplateUpdateStatus(t *testing.T) {
+	a := newTestAPI(t)
+	a.createGroup("rg", "westus2")
+	a.createEnv("rg", "env")
+	a.putPool("rg", "rolling", latest, customBody(t, latest, "rg", "env"))
+	get := func(p map[string]any, path string) any {
+		v, _ := jget(p, path)
+		return v
+	}
+	image := func(p map[string]any, which string) any {
+		return get(p, "properties.templateUpdateStatus."+which+".containers[0].image")
+	}
+	p := a.must(http.StatusOK, "GET", poolPath("rg", "rolling", latest), nil).json(t)
+	if image(p, "activeTemplate") != "myregistry.azurecr.io/app:v1" || get(p, "properties.templateUpdateStatus.desiredTemplate") != nil {
+		t.Fatalf("after create: %v", get(p, "properties.templateUpdateStatus"))
+	}
+
+	a.gate.hold()
+	patch := map[string]any{"properties": map[string]any{"customContainerTemplate": map[string]any{
+		"containers": []any{map[string]any{"image": "myregistry.azurecr.io/app:v2", "name": "main", "resources": map[string]any{"cpu": 0.5, "memory": "1Gi"}}},
+		"ingress":    map[string]any{"targetPort": 8080}}}}
+	r := a.must(http.StatusAccepted, "PATCH", poolPath("rg", "rolling", latest), patch)
+	p = a.must(http.StatusOK, "GET", poolPath("rg", "rolling", latest), nil).json(t)
+	if image(p, "activeTemplate") != "myregistry.azurecr.io/app:v1" || image(p, "desiredTemplate") != "myregistry.azurecr.io/app:v2" ||
+		get(p, "properties.templateUpdateStatus.desiredTemplate.details") != "Updating" || get(p, "properties.provisioningState") != "InProgress" {
+		t.Errorf("during the roll: %v", get(p, "properties.templateUpdateStatus"))
+	}
+	a.gate.release()
+	a.waitAsync(r.Header.Get("Azure-AsyncOperation"), "Succeeded")
+	p = a.must(http.StatusOK, "GET", poolPath("rg", "rolling", latest), nil).json(t)
+	if image(p, "activeTemplate") != "myregistry.azurecr.io/app:v2" || get(p, "properties.templateUpdateStatus.desiredTemplate") != nil ||
+		get(p, "properties.templateUpdateStatus.activeTemplate.details") != "Running" {
+		t.Errorf("after the roll: %v", get(p, "properties.templateUpdateStatus"))
+	}
+	// Changing the scale is no roll.
+	a.must(http.StatusAccepted, "PATCH", poolPath("rg", "rolling", latest), map[string]any{"properties": map[string]any{"scaleConfiguration": map[string]any{"maxConcurrentSessions": 30}}})
+	p = a.must(http.StatusOK, "GET", poolPath("rg", "rolling", latest), nil).json(t)
+	if get(p, "properties.templateUpdateStatus.desiredTemplate") != nil {
+		t.Errorf("a scale change shows a desired template: %v", get(p, "properties.templateUpdateStatus"))
 	}
 }

@@ -1,6 +1,8 @@
 package model
 
 import (
+	"encoding/json"
+	"slices"
 	"time"
 )
 
@@ -280,4 +282,59 @@ func (p *SessionPool) Lifecycle() *LifecycleConfiguration {
 		return nil
 	}
 	return p.Properties.DynamicPoolConfiguration.LifecycleConfiguration
+}
+
+// Template details in templateUpdateStatus.
+const (
+	TemplateRunning  = "Running"
+	TemplateUpdating = "Updating"
+)
+
+// NoteTemplate records in templateUpdateStatus that a CustomContainer pool
+// is written with its current template at now: a template that differs
+// from the active one becomes the desired one (Updating) until the
+// controller has its ready set up; an unchanged one clears any desired
+// one. prev is the pool's previous status; other pools have none.
+func (p *SessionPool) NoteTemplate(prev *TemplateUpdateStatus, now time.Time) {
+	pr := p.Properties
+	if pr == nil || pr.ContainerType != ContainerTypeCustomContainer || pr.CustomContainerTemplate == nil {
+		if pr != nil {
+			pr.TemplateUpdateStatus = nil
+		}
+		return
+	}
+	t := pr.CustomContainerTemplate
+	snap := &TemplateStatus{Details: TemplateUpdating, CreatedTime: &now, Containers: slices.Clone(t.Containers), Ingress: t.Ingress}
+	tus := &TemplateUpdateStatus{}
+	if prev != nil {
+		tus.ActiveTemplate = prev.ActiveTemplate
+	}
+	tus.DesiredTemplate = snap
+	if a := tus.ActiveTemplate; a != nil && sameJSON(a.Containers, snap.Containers) && sameJSON(a.Ingress, snap.Ingress) {
+		tus.DesiredTemplate = nil
+	}
+	pr.TemplateUpdateStatus = tus
+}
+
+// ActivateTemplate makes the desired template the active one, with the
+// counts of its sessions: the roll is complete.
+func (p *SessionPool) ActivateTemplate(counts TemplatePoolStatus) {
+	pr := p.Properties
+	if pr == nil || pr.TemplateUpdateStatus == nil {
+		return
+	}
+	tus := pr.TemplateUpdateStatus
+	if tus.DesiredTemplate != nil {
+		tus.ActiveTemplate, tus.DesiredTemplate = tus.DesiredTemplate, nil
+	}
+	if tus.ActiveTemplate != nil {
+		tus.ActiveTemplate.Details = TemplateRunning
+		tus.ActiveTemplate.Status = counts
+	}
+}
+
+func sameJSON(a, b any) bool {
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(x) == string(y)
 }

@@ -341,6 +341,7 @@ func (c *Controller) reconcilePool(ctx context.Context, res *store.Resource) err
 		// is the one place a pool becomes Succeeded.
 		p.Properties.ProvisioningState = model.StateSucceeded
 		p.Properties.NodeCount = model.Int32(1)
+		p.ActivateTemplate(c.templateCounts(res.ID))
 		body, err := json.Marshal(&p)
 		if err != nil {
 			return fmt.Errorf("reconcile %s: encode: %w", res.ID, err)
@@ -482,4 +483,22 @@ func (c *Controller) completeOperations(ctx context.Context, id string, version 
 		}
 	}
 	return nil
+}
+
+// templateCounts counts a pool's sandboxes for templateUpdateStatus.
+func (c *Controller) templateCounts(id string) model.TemplatePoolStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ps := c.pools[strings.ToLower(id)]
+	if ps == nil {
+		return model.TemplatePoolStatus{}
+	}
+	st := model.TemplatePoolStatus{ReadyCount: int32(len(ps.ready)), AllocatedCount: int32(len(ps.claimed))}
+	if ps.cfg != nil {
+		st.ExpectedCount = int32(ps.cfg.ready)
+	}
+	for _, n := range ps.startingBy {
+		st.PendingCount += int32(n)
+	}
+	return st
 }
