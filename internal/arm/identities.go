@@ -255,35 +255,51 @@ func FindManagedIdentity(ctx context.Context, st store.Store, id string) (*Princ
 		return nil, nil
 	}
 	var found *Principal
+	err := eachManagedIdentity(ctx, st, func(mi Principal) bool {
+		if strings.EqualFold(mi.ObjectID, id) || strings.EqualFold(mi.ClientID, id) {
+			found = &mi
+		}
+		return found != nil
+	})
+	return found, err
+}
+
+// ManagedIdentities returns every managed identity: the user-assigned
+// ones, then the session pools' system-assigned ones.
+func ManagedIdentities(ctx context.Context, st store.Store) ([]Principal, error) {
+	var all []Principal
+	err := eachManagedIdentity(ctx, st, func(mi Principal) bool {
+		all = append(all, mi)
+		return false
+	})
+	return all, err
+}
+
+// eachManagedIdentity calls fn with each managed identity the stored
+// resources define until it returns true.
+func eachManagedIdentity(ctx context.Context, st store.Store, fn func(Principal) bool) error {
+	done := false
 	err := eachResource(ctx, st, model.UserAssignedIdentityType, func(res store.Resource) (bool, error) {
 		var m model.ManagedIdentity
 		if err := json.Unmarshal(res.Body, &m); err != nil || m.Properties == nil {
 			return false, err
 		}
-		if strings.EqualFold(m.Properties.PrincipalID, id) || strings.EqualFold(m.Properties.ClientID, id) {
-			found = &Principal{Principal: store.Principal{ObjectID: m.Properties.PrincipalID, ClientID: m.Properties.ClientID,
-				DisplayName: m.Name, Kind: KindManagedIdentity}, ResourceID: m.ID}
-			return true, nil
-		}
-		return false, nil
+		done = fn(Principal{Principal: store.Principal{ObjectID: m.Properties.PrincipalID, ClientID: m.Properties.ClientID,
+			DisplayName: m.Name, Kind: KindManagedIdentity}, ResourceID: m.ID})
+		return done, nil
 	})
-	if err != nil || found != nil {
-		return found, err
+	if err != nil || done {
+		return err
 	}
-	err = eachResource(ctx, st, model.SessionPoolType, func(res store.Resource) (bool, error) {
+	return eachResource(ctx, st, model.SessionPoolType, func(res store.Resource) (bool, error) {
 		p, err := decodeStoredPool(res.Body)
 		if err != nil || p.Identity == nil || p.Identity.PrincipalID == "" {
 			return false, err
 		}
 		pid := p.Identity.PrincipalID
-		if strings.EqualFold(pid, id) || strings.EqualFold(model.SystemIdentityClientID(pid), id) {
-			found = &Principal{Principal: store.Principal{ObjectID: pid, ClientID: model.SystemIdentityClientID(pid),
-				DisplayName: p.Name, Kind: KindManagedIdentity}, ResourceID: p.ID}
-			return true, nil
-		}
-		return false, nil
+		return fn(Principal{Principal: store.Principal{ObjectID: pid, ClientID: model.SystemIdentityClientID(pid),
+			DisplayName: p.Name, Kind: KindManagedIdentity}, ResourceID: p.ID}), nil
 	})
-	return found, err
 }
 
 // eachResource calls fn for every stored resource of typ until it returns

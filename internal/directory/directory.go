@@ -23,7 +23,6 @@ import (
 
 	"github.com/tidepool-dev/tidepool/internal/arm"
 	"github.com/tidepool-dev/tidepool/internal/auth"
-	"github.com/tidepool-dev/tidepool/internal/model"
 	"github.com/tidepool-dev/tidepool/internal/rbac"
 	"github.com/tidepool-dev/tidepool/internal/store"
 )
@@ -241,56 +240,17 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) error {
 			out = append(out, sp)
 		}
 	}
-	for _, typ := range []string{model.UserAssignedIdentityType, model.SessionPoolType} {
-		ids, err := managedIdentities(ctx, h.st, typ)
-		if err != nil {
-			return err
-		}
-		for _, mi := range ids {
-			if sp := render(&mi.Principal, mi.ResourceID); keep(sp) {
-				out = append(out, sp)
-			}
+	ids, err := arm.ManagedIdentities(ctx, h.st)
+	if err != nil {
+		return err
+	}
+	for _, mi := range ids {
+		if sp := render(&mi.Principal, mi.ResourceID); keep(sp) {
+			out = append(out, sp)
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals", "value": out})
 	return nil
-}
-
-// managedIdentities lists the identities resources of typ define.
-func managedIdentities(ctx context.Context, st store.Store, typ string) ([]arm.Principal, error) {
-	var out []arm.Principal
-	opts := store.ListOptions{Type: typ, Limit: 500}
-	for {
-		page, err := st.ListResources(ctx, opts)
-		if err != nil {
-			return nil, err
-		}
-		for _, res := range page.Items {
-			var v struct {
-				Name       string                           `json:"name"`
-				Identity   *model.Identity                  `json:"identity"`
-				Properties *model.ManagedIdentityProperties `json:"properties"`
-			}
-			if json.Unmarshal(res.Body, &v) != nil {
-				continue
-			}
-			var p store.Principal
-			switch {
-			case typ == model.UserAssignedIdentityType && v.Properties != nil:
-				p = store.Principal{ObjectID: v.Properties.PrincipalID, ClientID: v.Properties.ClientID}
-			case typ == model.SessionPoolType && v.Identity != nil && v.Identity.PrincipalID != "":
-				p = store.Principal{ObjectID: v.Identity.PrincipalID, ClientID: model.SystemIdentityClientID(v.Identity.PrincipalID)}
-			default:
-				continue
-			}
-			p.DisplayName, p.Kind = v.Name, arm.KindManagedIdentity
-			out = append(out, arm.Principal{Principal: p, ResourceID: res.ID})
-		}
-		if page.Next == "" {
-			return out, nil
-		}
-		opts.After = page.Next
-	}
 }
 
 const maxBody = 64 << 10
