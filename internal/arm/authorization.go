@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tidepool-dev/tidepool/internal/auth"
 	"github.com/tidepool-dev/tidepool/internal/model"
 	"github.com/tidepool-dev/tidepool/internal/rbac"
 	"github.com/tidepool-dev/tidepool/internal/store"
@@ -451,18 +452,12 @@ func (s *Server) listRoleAssignments(w http.ResponseWriter, r *http.Request, sco
 // principal ("User", "ServicePrincipal"), or "" when there is none.
 // Managed identities are service principals, as in Entra.
 func (s *Server) principalType(ctx context.Context, objectID string) (string, error) {
-	p, err := s.st.GetPrincipal(ctx, objectID)
+	p, err := FindPrincipal(ctx, s.st, objectID)
 	switch {
-	case err == nil && p.Kind == "User":
-		return "User", nil
-	case err == nil:
-		return "ServicePrincipal", nil
-	case !errors.Is(err, store.ErrNotFound):
-		return "", fmt.Errorf("get principal %s: %w", objectID, err)
-	}
-	mi, err := FindManagedIdentity(ctx, s.st, objectID)
-	if err != nil || mi == nil || !strings.EqualFold(mi.ObjectID, objectID) {
+	case err != nil || p == nil:
 		return "", err
+	case p.Kind == auth.KindUser:
+		return "User", nil
 	}
 	return "ServicePrincipal", nil
 }

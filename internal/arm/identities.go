@@ -247,6 +247,24 @@ type Principal struct {
 	ResourceID string
 }
 
+// FindPrincipal returns the principal with the object id: a stored one
+// (service principal or user), else a managed identity (with its
+// ResourceID); nil when there is none.
+func FindPrincipal(ctx context.Context, st store.Store, objectID string) (*Principal, error) {
+	p, err := st.GetPrincipal(ctx, objectID)
+	if err == nil {
+		return &Principal{Principal: *p}, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("get principal %s: %w", objectID, err)
+	}
+	mi, err := FindManagedIdentity(ctx, st, objectID)
+	if err != nil || mi == nil || !strings.EqualFold(mi.ObjectID, objectID) {
+		return nil, err
+	}
+	return mi, nil
+}
+
 // FindManagedIdentity returns the managed identity whose object id or
 // client id is id, or nil: a user-assigned identity, or the
 // system-assigned identity of a session pool.

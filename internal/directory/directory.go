@@ -171,18 +171,11 @@ func (h *Handler) require(ctx context.Context, c *auth.Claims, action string) er
 // find returns the principal with object or client id id, and the
 // resource of a managed identity.
 func (h *Handler) find(ctx context.Context, id string) (*store.Principal, string, error) {
-	p, err := h.st.GetPrincipal(ctx, id)
-	if err == nil {
-		return p, "", nil
-	}
-	if !errors.Is(err, store.ErrNotFound) {
+	p, err := arm.FindPrincipal(ctx, h.st, id)
+	if err != nil || p == nil {
 		return nil, "", err
 	}
-	mi, err := arm.FindManagedIdentity(ctx, h.st, id)
-	if err != nil || mi == nil || !strings.EqualFold(mi.ObjectID, id) {
-		return nil, "", err
-	}
-	return &mi.Principal, mi.ResourceID, nil
+	return &p.Principal, p.ResourceID, nil
 }
 
 func notFound(id string) error {
