@@ -46,27 +46,37 @@ const identityRefresh = 20 * time.Minute
 // code in a session may act as. Lifecycle None (image pulls only) gives
 // sessions nothing.
 func sessionIdentities(p *model.SessionPool) []sessionIdentity {
-	if p.Properties == nil || p.Identity == nil {
+	if p.Properties == nil {
 		return nil
 	}
 	var out []sessionIdentity
 	for _, m := range p.Properties.ManagedIdentitySettings {
-		if !strings.EqualFold(m.Lifecycle, "Main") {
-			continue
-		}
-		if m.Identity == "system" {
-			if pid := p.Identity.PrincipalID; pid != "" {
-				out = append(out, sessionIdentity{principal: store.Principal{ObjectID: pid, ClientID: model.SystemIdentityClientID(pid), Kind: "ManagedIdentity"}})
-			}
-			continue
-		}
-		for k, v := range p.Identity.UserAssignedIdentities {
-			if strings.EqualFold(k, m.Identity) && v != nil && v.PrincipalID != "" {
-				out = append(out, sessionIdentity{principal: store.Principal{ObjectID: v.PrincipalID, ClientID: v.ClientID, Kind: "ManagedIdentity"}, resourceID: k})
-			}
+		if id := poolIdentity(p, m.Identity); id != nil && strings.EqualFold(m.Lifecycle, "Main") {
+			out = append(out, *id)
 		}
 	}
 	return out
+}
+
+// poolIdentity resolves a reference to one of the pool's identities
+// ("system" or a user-assigned identity's resource id) to its principal,
+// or nil when the pool does not hold it.
+func poolIdentity(p *model.SessionPool, ref string) *sessionIdentity {
+	if p.Identity == nil {
+		return nil
+	}
+	if ref == "system" {
+		if pid := p.Identity.PrincipalID; pid != "" {
+			return &sessionIdentity{principal: store.Principal{ObjectID: pid, ClientID: model.SystemIdentityClientID(pid), Kind: "ManagedIdentity"}}
+		}
+		return nil
+	}
+	for k, v := range p.Identity.UserAssignedIdentities {
+		if strings.EqualFold(k, ref) && v != nil && v.PrincipalID != "" {
+			return &sessionIdentity{principal: store.Principal{ObjectID: v.PrincipalID, ClientID: v.ClientID, Kind: "ManagedIdentity"}, resourceID: k}
+		}
+	}
+	return nil
 }
 
 // pushIdentities mints fresh tokens for ids and hands them to the
@@ -152,22 +162,12 @@ type registryPull struct {
 // user-assigned identity's id) to a principal, or nil when the pool does
 // not hold it.
 func registryIdentity(p *model.SessionPool, identity, server string) *registryPull {
-	if p.Identity == nil || server == "" {
+	id := poolIdentity(p, identity)
+	if id == nil || server == "" {
 		return nil
 	}
 	aud := "https://" + strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(server, "https://"), "http://"), "/")
-	if identity == "system" {
-		if pid := p.Identity.PrincipalID; pid != "" {
-			return &registryPull{sessionIdentity{principal: store.Principal{ObjectID: pid, ClientID: model.SystemIdentityClientID(pid), Kind: "ManagedIdentity"}}, aud}
-		}
-		return nil
-	}
-	for k, v := range p.Identity.UserAssignedIdentities {
-		if strings.EqualFold(k, identity) && v != nil && v.PrincipalID != "" {
-			return &registryPull{sessionIdentity{principal: store.Principal{ObjectID: v.PrincipalID, ClientID: v.ClientID, Kind: "ManagedIdentity"}, resourceID: k}, aud}
-		}
-	}
-	return nil
+	return &registryPull{*id, aud}
 }
 
 // withRegistryToken returns spec with a fresh bearer token for the pool's
