@@ -1,9 +1,10 @@
 package kernel
 
 import (
-	"bytes"
-	"io"
+	"errors"
+	"os"
 	"sync"
+	"syscall"
 	"unicode/utf8"
 )
 
@@ -14,107 +15,109 @@ type output struct {
 }
 
 // capture reads one of a kernel's output pipes for the kernel's lifetime
-// and splits it into executions at the driver's marks (protocol.go). It
-// keeps at most limit bytes per execution.
+// and keeps, per execution, at most limit bytes of it.
+//
+// An execution's output ends where the pipe stood when the driver sent its
+// answer (protocol.go): the driver's own writes, and those of the
+// subprocesses it waited for, were complete by then. So the executing
+// goroutine, once it has the answer, drains the pipe itself (drain) rather
+// than waiting for the reader goroutine. For that to be exact, a read and
+// the append of what it returned happen under mu, in both places.
 type capture struct {
+	f   *os.File
+	raw syscall.RawConn
+
 	// mu guards the fields that follow.
 	mu        sync.Mutex
-	buf       []byte // output since the last mark
+	buf       []byte // output since the last take
 	truncated bool   // buf lost bytes to the limit
 	limit     int
-	hold      []byte        // a tail that may be the start of a mark
-	want      string        // the id of the mark awaited, or ""
-	done      chan output   // receives buf when the mark of want is seen
-	eof       chan struct{} // closed when the pipe is at its end
+	chunk     []byte // the read buffer
+	ended     bool   // the pipe is at its end (or failed)
+
+	eof chan struct{} // closed when run returns
 }
 
-func newCapture(limit int) *capture {
-	return &capture{limit: limit, eof: make(chan struct{})}
+func newCapture(f *os.File, limit int) (*capture, error) {
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	return &capture{f: f, raw: raw, limit: limit, chunk: make([]byte, 64<<10), eof: make(chan struct{})}, nil
 }
 
-// run reads r until it fails (EOF, or the file is closed).
-func (c *capture) run(r io.Reader) {
+// run reads the pipe until it ends or is closed.
+func (c *capture) run() {
 	defer close(c.eof)
-	b := make([]byte, 64<<10)
 	for {
-		n, err := r.Read(b)
-		if n > 0 {
+		err := c.raw.Read(func(fd uintptr) bool {
 			c.mu.Lock()
-			c.feedLocked(b[:n])
-			c.mu.Unlock()
-		}
-		if err != nil {
-			c.mu.Lock()
-			c.appendLocked(c.hold)
-			c.hold = nil
-			c.mu.Unlock()
+			defer c.mu.Unlock()
+			return c.readLocked(fd)
+		})
+		c.mu.Lock()
+		ended := c.ended
+		c.mu.Unlock()
+		if err != nil || ended {
 			return
 		}
 	}
 }
 
-// arm prepares for an execution with the given mark id and output limit;
-// the returned channel receives the execution's output once its mark is
-// read. Output already buffered (written between executions) counts.
-func (c *capture) arm(id string, limit int) <-chan output {
+// readLocked reads what the pipe holds now; it returns false when the
+// pipe is empty but open (wait for more), true when it ended or failed.
+func (c *capture) readLocked(fd uintptr) bool {
+	if c.ended {
+		return true
+	}
+	for {
+		n, err := syscall.Read(int(fd), c.chunk)
+		if n > 0 {
+			c.appendLocked(c.chunk[:n])
+			continue
+		}
+		switch {
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case errors.Is(err, syscall.EAGAIN):
+			return false
+		}
+		c.ended = true // n == 0: the end; or a real error
+		return true
+	}
+}
+
+// arm starts an execution with the given output limit. Output already
+// buffered (written between executions) counts.
+func (c *capture) arm(limit int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.want = id
-	c.done = make(chan output, 1)
 	c.limit = limit
 	if len(c.buf) > limit {
 		c.buf = trimPartialRune(c.buf[:limit])
 		c.truncated = true
 	}
-	return c.done
 }
 
-// take returns what the stream holds now and starts afresh; for when no
-// mark will come (the kernel died, or it moved its fd).
+// drain reads whatever the pipe holds now and returns the output since the
+// last take, starting afresh.
+func (c *capture) drain() output {
+	// Control fails only once the file is closed: then take what is kept.
+	_ = c.raw.Control(func(fd uintptr) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.readLocked(fd)
+	})
+	return c.take()
+}
+
+// take returns what the stream holds and starts afresh, without reading.
 func (c *capture) take() output {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := output{data: c.buf, truncated: c.truncated}
-	c.buf, c.truncated, c.want, c.done = nil, false, "", nil
+	c.buf, c.truncated = nil, false
 	return out
-}
-
-func (c *capture) feedLocked(p []byte) {
-	if len(c.hold) > 0 {
-		p = append(c.hold, p...)
-		c.hold = nil
-	}
-	for len(p) > 0 {
-		i := bytes.Index(p, []byte(markPrefix))
-		if i < 0 {
-			k := partialPrefix(p, markPrefix)
-			c.appendLocked(p[:len(p)-k])
-			c.holdLocked(p[len(p)-k:])
-			return
-		}
-		c.appendLocked(p[:i])
-		p = p[i:]
-		if len(p) < markLen {
-			c.holdLocked(p)
-			return
-		}
-		if p[markLen-1] != 0 {
-			// Not a mark after all: keep its first byte as output.
-			c.appendLocked(p[:1])
-			p = p[1:]
-			continue
-		}
-		if id := string(p[len(markPrefix) : markLen-1]); id == c.want && c.done != nil {
-			c.done <- output{data: c.buf, truncated: c.truncated}
-			c.buf, c.truncated, c.want, c.done = nil, false, "", nil
-		}
-		// A stale mark (of an execution given up on) is dropped.
-		p = p[markLen:]
-	}
-}
-
-func (c *capture) holdLocked(p []byte) {
-	c.hold = append(c.hold[:0:0], p...)
 }
 
 func (c *capture) appendLocked(p []byte) {
@@ -130,21 +133,6 @@ func (c *capture) appendLocked(p []byte) {
 	// come in an earlier piece).
 	c.truncated = true
 	c.buf = trimPartialRune(append(c.buf, p[:max(room, 0)]...))
-}
-
-// partialPrefix returns the length of the longest suffix of p that is a
-// proper prefix of s. s[0] must not occur again in s (true of markPrefix),
-// so only the last s[0] in p can start such a suffix.
-func partialPrefix(p []byte, s string) int {
-	tail := p[max(0, len(p)-(len(s)-1)):]
-	i := bytes.LastIndexByte(tail, s[0])
-	if i < 0 {
-		return 0
-	}
-	if k := len(tail) - i; string(tail[i:]) == s[:k] {
-		return k
-	}
-	return 0
 }
 
 // trimPartialRune drops an incomplete UTF-8 sequence from the end of b,

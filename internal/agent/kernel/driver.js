@@ -2,8 +2,8 @@
 // `node --expose-internals -e`. Built-in modules only. The protocol is
 // described in protocol.go: frames of a 4-byte big-endian length and a JSON
 // object, read from fd 3 and written to fd 4; the user's output goes to fds
-// 1 and 2 (synchronous pipes on Linux), which the agent reads, each
-// execution's output ending with a mark the driver writes once it is done.
+// 1 and 2 (synchronous pipes on Linux), which the agent reads: an
+// execution's output is what they hold when the driver answers.
 'use strict';
 (() => {
   const fs = require('fs');
@@ -60,8 +60,8 @@
 
   // libuv makes pipes non-blocking and queues in memory what a full pipe
   // does not take: a synchronous loop that prints would grow that queue
-  // without bound, and the end mark could overtake it. Blocking writes
-  // keep the memory bounded and the output in order.
+  // without bound, and the answer could overtake it. Blocking writes keep
+  // the memory bounded and the output in order.
   for (const stream of [process.stdout, process.stderr]) {
     try {
       if (stream._handle && typeof stream._handle.setBlocking === 'function') {
@@ -69,16 +69,6 @@
       }
     } catch {}
   }
-
-  function fdId(fd) {
-    try {
-      const st = fs.fstatSync(fd);
-      return `${st.dev}:${st.ino}`;
-    } catch {
-      return null;
-    }
-  }
-  const outIds = [fdId(1), fdId(2)];
 
   // Errors nobody awaits must not end the kernel: report them on stderr.
   process.on('uncaughtException', (err) => {
@@ -122,20 +112,6 @@
     const head = Buffer.alloc(4);
     head.writeUInt32BE(body.length, 0);
     writeAll(WFD, Buffer.concat([head, body]));
-  }
-  function flushAndMark(nonce) {
-    // process.stdout and process.stderr write pipes synchronously on Linux,
-    // so everything written so far is in the pipe before the mark.
-    const mark = Buffer.from(`\0tidepool:mark:${nonce}\0`);
-    return [1, 2].map((fd, i) => {
-      if (outIds[i] === null || fdId(fd) !== outIds[i]) return false;
-      try {
-        writeAll(fd, mark);
-        return true;
-      } catch {
-        return false;
-      }
-    });
   }
 
   // --- results -------------------------------------------------------------
@@ -248,13 +224,11 @@
       res.interrupted = e instanceof Interrupted ||
         (e !== null && typeof e === 'object' && e.code === 'ERR_SCRIPT_EXECUTION_INTERRUPTED');
     }
-    res.marks = flushAndMark(req.id);
     return res;
   }
 
   function init(req) {
     const msg = { type: 'ready', id: req.id, pid: process.pid, version: process.version };
-    msg.marks = flushAndMark(req.id);
     return msg;
   }
 

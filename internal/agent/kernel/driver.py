@@ -3,8 +3,8 @@
 # so that its frames can be told from the user's in tracebacks.
 # Standard library only. The protocol is described in protocol.go: frames
 # of a 4-byte big-endian length and a JSON object, read from fd 3 and written
-# to fd 4; the user's output goes to fds 1 and 2, which the agent reads, each
-# execution's output ending with a mark the driver writes once it is done.
+# to fd 4; the user's output goes to fds 1 and 2, which the agent reads: an
+# execution's output is what they hold when the driver answers.
 import os
 import sys
 
@@ -25,14 +25,6 @@ def _main():
     os.close(3)
     os.close(4)
 
-    def fd_id(fd):
-        try:
-            st = os.fstat(fd)
-            return (st.st_dev, st.st_ino)
-        except OSError:
-            return None
-
-    out_ids = (fd_id(1), fd_id(2))
     # Line buffering keeps print() output in order with what subprocesses
     # write to the same fds.
     for s in (sys.stdout, sys.stderr):
@@ -125,8 +117,9 @@ def _main():
         body = json.dumps(msg, separators=(",", ":")).encode()
         write_all(wfd, len(body).to_bytes(4, "big") + body)
 
-    def flush_and_mark(nonce):
-        """Flushes the user's streams and writes the end mark on fds 1, 2."""
+    def flush():
+        """Flushes the user's streams, so that all the code wrote is in the
+        pipes before the answer (the agent reads them up to there)."""
         for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
             try:
                 s.flush()
@@ -137,18 +130,6 @@ def _main():
                 libc_fflush(None)  # C-level stdio buffers (extensions)
             except Exception:
                 pass
-        mark = b"\x00tidepool:mark:" + nonce.encode() + b"\x00"
-        marks = []
-        for fd, want in zip((1, 2), out_ids):
-            ok = False
-            if want is not None and fd_id(fd) == want:
-                try:
-                    write_all(fd, mark)
-                    ok = True
-                except OSError:
-                    pass
-            marks.append(ok)
-        return marks
 
     # --- results -----------------------------------------------------------
     def json_default(o):
@@ -278,7 +259,7 @@ def _main():
         if err is not None:
             res["error"] = format_error(err, compile_err)
             res["interrupted"] = isinstance(err, KeyboardInterrupt)
-        res["marks"] = flush_and_mark(req["id"])
+        flush()
         return res
 
     def init(req):
@@ -290,7 +271,7 @@ def _main():
         msg = {"type": "ready", "id": req["id"], "pid": os.getpid(), "version": sys.version.split()[0]}
         if errors:
             msg["preImportErrors"] = errors
-        msg["marks"] = flush_and_mark(req["id"])
+        flush()
         return msg
 
     while True:

@@ -43,7 +43,6 @@ const (
 const (
 	maxOutputBytes = 64 << 20         // a request's MaxOutputBytes is capped here
 	startTimeout   = 60 * time.Second // for a kernel to become ready
-	markWait       = 2 * time.Second  // for a promised end-of-output mark
 )
 
 // Kernel states, as reported by Status.
@@ -321,8 +320,6 @@ func (m *Manager) spawnReady(ctx context.Context, lang string, env []string) (*p
 		return nil, fmt.Errorf("start %s kernel: %w", lang, err)
 	}
 	id := newID()
-	outC := p.stdout.arm(id, int(m.opts.MaxOutputBytes))
-	errC := p.stderr.arm(id, int(m.opts.MaxOutputBytes))
 	fail := func(err error) (*process, error) {
 		p.kill()
 		if msg := strings.TrimSpace(string(p.stderr.take().data)); msg != "" {
@@ -350,8 +347,7 @@ func (m *Manager) spawnReady(ctx context.Context, lang string, env []string) (*p
 	if ready.Type != "ready" || ready.ID != id {
 		return fail(fmt.Errorf("%w: %s %q in answer to init", errProtocol, ready.Type, ready.ID))
 	}
-	stdout := collect(outC, p.stdout, ready.Marks[0])
-	stderr := collect(errC, p.stderr, ready.Marks[1])
+	stdout, stderr := p.stdout.drain(), p.stderr.drain()
 	attrs := []any{"lang", lang, "pid", p.pid, "version", ready.Version, "duration", time.Since(t0)}
 	if len(stdout.data)+len(stderr.data) > 0 {
 		attrs = append(attrs, "stdout", truncate(string(stdout.data), 2000), "stderr", truncate(string(stderr.data), 2000))
@@ -583,8 +579,8 @@ func (m *Manager) run(ctx context.Context, p *process, req wire.ExecuteRequest, 
 		limit = min(req.MaxOutputBytes, maxOutputBytes)
 	}
 	id := newID()
-	outC := p.stdout.arm(id, int(limit))
-	errC := p.stderr.arm(id, int(limit))
+	p.stdout.arm(int(limit))
+	p.stderr.arm(int(limit))
 
 	t0 := time.Now()
 	deadline := time.NewTimer(timeout)
@@ -654,7 +650,7 @@ wait:
 		return res, fateDied
 	}
 
-	res := newResult(t0, collect(outC, p.stdout, msg.Marks[0]), collect(errC, p.stderr, msg.Marks[1]))
+	res := newResult(t0, p.stdout.drain(), p.stderr.drain())
 	if v := msg.Value; v != nil {
 		res.Result = &wire.Value{Repr: v.Repr, Type: v.Type}
 		if v.JSON != nil && json.Valid([]byte(*v.JSON)) {
@@ -688,27 +684,6 @@ func newResult(t0 time.Time, stdout, stderr output) *wire.ExecuteResult {
 		StderrTruncated: stderr.truncated,
 		DurationMs:      time.Since(t0).Milliseconds(),
 	}
-}
-
-// collect returns a stream's output for the execution whose mark c
-// receives; marked says whether the driver wrote the mark.
-func collect(c <-chan output, cp *capture, marked bool) output {
-	if marked {
-		t := time.NewTimer(markWait)
-		defer t.Stop()
-		select {
-		case out := <-c:
-			return out
-		case <-cp.eof:
-		case <-t.C:
-		}
-		select { // the mark may have come with the end
-		case out := <-c:
-			return out
-		default:
-		}
-	}
-	return cp.take()
 }
 
 func newID() string {

@@ -81,6 +81,14 @@ func spawn(lang string, argv []string, dir string, env []string, limit int) (p *
 		return nil, err
 	}
 
+	stdout, err := newCapture(outR, limit)
+	if err != nil {
+		return nil, err
+	}
+	stderr, err := newCapture(errR, limit)
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
 	cmd.Env = env
@@ -105,8 +113,8 @@ func spawn(lang string, argv []string, dir string, env []string, limit int) (p *
 		resp:    respR,
 		outR:    outR,
 		errR:    errR,
-		stdout:  newCapture(limit),
-		stderr:  newCapture(limit),
+		stdout:  stdout,
+		stderr:  stderr,
 		msgs:    make(chan *response, 4),
 		stop:    make(chan struct{}),
 		exited:  make(chan struct{}),
@@ -116,8 +124,8 @@ func spawn(lang string, argv []string, dir string, env []string, limit int) (p *
 		close(p.exited)
 	}()
 	p.readers.Add(3)
-	go func() { defer p.readers.Done(); p.stdout.run(outR) }()
-	go func() { defer p.readers.Done(); p.stderr.run(errR) }()
+	go func() { defer p.readers.Done(); p.stdout.run() }()
+	go func() { defer p.readers.Done(); p.stderr.run() }()
 	go func() { defer p.readers.Done(); p.readResponses() }()
 	return p, nil
 }

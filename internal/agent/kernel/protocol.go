@@ -26,19 +26,15 @@ package kernel
 // of each execution (the rest is counted as truncated and dropped), so a
 // loop that prints forever costs CPU until its deadline, not memory. (The
 // price: one write per line printed, about 0.35 s for 100,000 print calls
-// in Python, 0.7 s for console.log in Node.) To know where one
-// execution's output ends, the driver flushes its streams (and C stdio)
-// after the code ran and writes a mark on each pipe,
-//
-//	"\x00tidepool:mark:" + id + "\x00"
-//
-// where id is the request's random id, before it sends the response. The
-// agent cuts each stream at the mark of the execution it waits for and
-// drops stale marks. Output that arrives between executions (a background
-// thread or process) is kept, within the limit, for the next execution.
-// If the code moved fd 1 or 2 elsewhere (dup2), the driver notices (fstat)
-// and reports in "marks" that it did not write one; the agent then takes
-// what it has, waiting at most markWait for a mark it was promised.
+// in Python, 0.7 s for console.log in Node.) An execution's output ends
+// where the pipes stand when its answer arrives: the driver flushes its
+// streams (and C stdio) after the code ran and only then answers, so all
+// the code wrote, and all its finished subprocesses wrote, is in the pipes
+// by then; the agent reads them up to that point before it replies (see
+// capture). Output that arrives between executions (a background thread
+// or process) is kept, within the limit, for the next execution. This
+// costs no extra write or wake-up per execution, where an end-of-output
+// mark on each pipe cost two of each.
 //
 // Messages, agent → driver:
 //
@@ -51,10 +47,10 @@ package kernel
 //
 // Messages, driver → agent:
 //
-//	{"type":"ready","id":ID,"pid":N,"version":"3.11.2","preImportErrors":{...},"marks":[true,true]}
+//	{"type":"ready","id":ID,"pid":N,"version":"3.11.2","preImportErrors":{...}}
 //	{"type":"result","id":ID,"value":{"json":"<JSON text>"|null,"repr":"...","type":"int"},
 //	 "error":{"name":"...","value":"...","traceback":"..."},"interrupted":false,
-//	 "images":["<base64 PNG>",...],"marks":[true,true]}
+//	 "images":["<base64 PNG>",...]}
 //
 // value is absent when the last statement is not an expression or its
 // value is None (Python) or undefined (Node); json is a string holding JSON
@@ -90,14 +86,6 @@ import (
 // large ones).
 const maxFrame = 256 << 20
 
-// markPrefix and markLen describe the end-of-output mark: the prefix, a
-// 16-hex-digit id, NUL.
-const (
-	markPrefix = "\x00tidepool:mark:"
-	idLen      = 16
-	markLen    = len(markPrefix) + idLen + 1
-)
-
 // request is a message to the driver.
 type request struct {
 	Type      string            `json:"type"`
@@ -116,7 +104,6 @@ type response struct {
 	Error       *wire.ExecError `json:"error"`
 	Interrupted bool            `json:"interrupted"`
 	Images      []string        `json:"images"`
-	Marks       [2]bool         `json:"marks"`
 
 	// ready
 	PID             int               `json:"pid"`
