@@ -11,7 +11,8 @@ FUZZ_TARGETS := ./internal/model:FuzzDecodeSessionPool ./internal/model:FuzzPars
                 ./internal/auth:FuzzVerify ./internal/arm:FuzzRouter \
                 ./internal/agent:FuzzResolvePath ./internal/template:FuzzExpression \
                 ./internal/arm:FuzzDeploymentValidate ./internal/cli:FuzzWriteOutput \
-                ./internal/rbac:FuzzMatchAction ./internal/dataplane:FuzzParseRPC
+                ./internal/rbac:FuzzMatchAction ./internal/dataplane:FuzzParseRPC \
+                ./internal/agent/wire:FuzzReadFrame ./internal/agent/kernel:FuzzCapture
 
 .PHONY: all deps build run test vet fuzz bench clean
 

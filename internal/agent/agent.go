@@ -257,8 +257,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	sl := s.splitListener(bg, ln)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- hs.Serve(ln) }()
+	go func() { serveErr <- hs.Serve(sl) }()
 	s.log.Info("agent serving", "socket", ln.Addr().String(), "version", wire.Version,
 		"files_root", s.cfg.FilesRoot, "target_port", s.cfg.TargetPort)
 
@@ -278,6 +279,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	if serr := <-shutDone; serr != nil {
 		hs.Close()
 	}
+	sl.closeFramed()
 	return err
 }
 

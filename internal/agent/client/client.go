@@ -16,6 +16,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tidepool-dev/tidepool/internal/agent/wire"
@@ -28,8 +30,15 @@ const base = "http://agent"
 // Client is a client of one agent.
 type Client struct {
 	socket string
+	dialer *net.Dialer
 	tr     *http.Transport
 	hc     *http.Client
+
+	// noFramed is set once the agent turned framed calls down.
+	noFramed atomic.Bool
+	// mu guards idle, the framed connections not in use.
+	mu   sync.Mutex
+	idle []*framedConn
 }
 
 // New returns a client of the agent listening on the unix socket at
@@ -48,14 +57,17 @@ func New(socket string) *Client {
 	}
 	// No overall timeout: commands and transfers take as long as their
 	// contexts allow.
-	return &Client{socket: socket, tr: tr, hc: &http.Client{Transport: tr}}
+	return &Client{socket: socket, dialer: d, tr: tr, hc: &http.Client{Transport: tr}}
 }
 
 // Socket is the path of the agent's socket.
 func (c *Client) Socket() string { return c.socket }
 
 // Close closes idle connections. The client stays usable.
-func (c *Client) Close() { c.tr.CloseIdleConnections() }
+func (c *Client) Close() {
+	c.tr.CloseIdleConnections()
+	c.closeFramed()
+}
 
 // Error is an error answer from the agent.
 type Error struct {
@@ -76,24 +88,24 @@ func IsCode(err error, code string) bool {
 
 // Health asks GET /health.
 func (c *Client) Health(ctx context.Context) (*wire.Health, error) {
-	return call[wire.Health](ctx, c, http.MethodGet, "/health", nil)
+	return callJSON[wire.Health](ctx, c, http.MethodGet, "/health", nil)
 }
 
 // Init binds the sandbox to a session (POST /init) and returns its health.
 func (c *Client) Init(ctx context.Context, req wire.InitRequest) (*wire.Health, error) {
-	return call[wire.Health](ctx, c, http.MethodPost, "/init", req)
+	return callJSON[wire.Health](ctx, c, http.MethodPost, "/init", req)
 }
 
 // SetIdentity gives the bound sandbox its managed identities' tokens
 // (PUT /identity) and returns the endpoint code in it asks them from.
 func (c *Client) SetIdentity(ctx context.Context, req wire.IdentityRequest) (*wire.IdentityResponse, error) {
-	return call[wire.IdentityResponse](ctx, c, http.MethodPut, "/identity", req)
+	return callJSON[wire.IdentityResponse](ctx, c, http.MethodPut, "/identity", req)
 }
 
 // Exec runs a command and waits for its result. Cancelling ctx kills the
 // command.
 func (c *Client) Exec(ctx context.Context, req wire.ExecRequest) (*wire.ExecResult, error) {
-	return call[wire.ExecResult](ctx, c, http.MethodPost, "/exec", req)
+	return callJSON[wire.ExecResult](ctx, c, http.MethodPost, "/exec", req)
 }
 
 // ExecStream runs a command, calls fn with each piece of output as it
@@ -132,7 +144,7 @@ func (c *Client) ExecStream(ctx context.Context, req wire.ExecRequest, fn func(s
 
 // Execute runs code in the kernel for lang (wire.LangPython, wire.LangNode).
 func (c *Client) Execute(ctx context.Context, lang string, req wire.ExecuteRequest) (*wire.ExecuteResult, error) {
-	return call[wire.ExecuteResult](ctx, c, http.MethodPost, "/kernels/"+url.PathEscape(lang)+"/execute", req)
+	return callJSON[wire.ExecuteResult](ctx, c, http.MethodPost, "/kernels/"+url.PathEscape(lang)+"/execute", req)
 }
 
 // ListFiles lists the directory at path ("" for the file root).
