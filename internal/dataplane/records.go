@@ -52,11 +52,15 @@ type executions struct {
 	retention time.Duration
 	now       func() time.Time
 
-	mu   sync.Mutex // guards recs and puts
-	puts int
+	mu sync.Mutex // guards the fields that follow
 	// recs maps a key to its record; records are replaced, never mutated,
 	// once visible.
 	recs map[execKey]*execution
+	// order holds the keys of the finished records from order[head] on,
+	// in the order they finished: expiry looks at the front only, so a
+	// put costs O(1), not a scan. Running records are not in it.
+	order []execKey
+	head  int
 }
 
 func newExecutions(retention time.Duration, now func() time.Time) *executions {
@@ -68,12 +72,14 @@ func keyOf(x *execution) execKey { return execKey{x.PoolID, x.Identifier, x.ID} 
 // put records x (a copy).
 func (e *executions) put(x *execution) {
 	c := *x
+	k := keyOf(x)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.puts++; e.puts%256 == 0 || len(e.recs) >= maxExecutionRecords {
-		e.expireLocked()
+	if old, ok := e.recs[k]; c.done() && (!ok || !old.done()) {
+		e.order = append(e.order, k)
 	}
-	e.recs[keyOf(x)] = &c
+	e.recs[k] = &c
+	e.expireLocked()
 }
 
 // finish stores the outcome in x and in its record, when there is one.
@@ -81,9 +87,11 @@ func (e *executions) finish(x *execution, code *wire.ExecuteResult, shell *wire.
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	x.Code, x.ShellResult, x.Err, x.Finished = code, shell, err, at
-	if _, ok := e.recs[keyOf(x)]; ok {
+	k := keyOf(x)
+	if _, ok := e.recs[k]; ok {
 		c := *x
-		e.recs[keyOf(x)] = &c
+		e.recs[k] = &c
+		e.order = append(e.order, k)
 	}
 }
 
@@ -103,19 +111,18 @@ func (e *executions) get(poolID, identifier, id string) *execution {
 // finished ones beyond the bound.
 func (e *executions) expireLocked() {
 	now := e.now()
-	var oldest *execKey
-	var oldestAt time.Time
-	for k, x := range e.recs {
-		if x.done() && now.Sub(x.Finished) > e.retention {
+	for ; e.head < len(e.order); e.head++ {
+		k := e.order[e.head]
+		if x := e.recs[k]; x != nil {
+			if len(e.recs) <= maxExecutionRecords && now.Sub(x.Finished) <= e.retention {
+				break
+			}
 			delete(e.recs, k)
-			continue
 		}
-		if x.done() && (oldest == nil || x.Finished.Before(oldestAt)) {
-			k := k
-			oldest, oldestAt = &k, x.Finished
-		}
+		e.order[e.head] = execKey{}
 	}
-	if len(e.recs) >= maxExecutionRecords && oldest != nil {
-		delete(e.recs, *oldest)
+	if e.head > 1024 && e.head > len(e.order)/2 {
+		e.order = append(e.order[:0:0], e.order[e.head:]...)
+		e.head = 0
 	}
 }
