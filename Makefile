@@ -2,6 +2,7 @@
 
 GO       ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN      := bin/tidepool
+AGENT    := bin/tidepool-agent
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 ARGS     ?=
@@ -22,9 +23,11 @@ all: build
 deps:
 	@scripts/install-deps.sh
 
-# build produces one static binary.
+# build produces the static binary and, next to it, the agent sandboxes run
+# (the same `agent` command in a binary that starts three times faster).
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/tidepool
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(AGENT) ./cmd/tidepool-agent
 
 # run starts tidepool serve with embedded defaults; pass flags with ARGS="...".
 run: deps build

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tidepool-dev/tidepool/internal/agent/agentcmd"
 	"github.com/tidepool-dev/tidepool/internal/cli"
 )
 
@@ -24,7 +25,7 @@ func main() {
 	root.SetArgs(cli.NormalizeArgs(root, os.Args[1:]))
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "ERROR:", err)
-		if errors.As(err, new(usageError)) {
+		if errors.As(err, new(usageError)) || errors.As(err, new(agentcmd.UsageError)) {
 			os.Exit(2)
 		}
 		os.Exit(cli.ExitCode(err))
@@ -44,7 +45,7 @@ func newRootCommand() *cobra.Command {
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServeCommand())
-	root.AddCommand(newAgentCommand())
+	root.AddCommand(agentcmd.New(version))
 	cli.AddCommands(root, &cli.App{})
 	root.AddCommand(cli.NewDocsCommand())
 	root.AddCommand(newBenchCommand())

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,13 +11,14 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/tidepool-dev/tidepool/internal/agent/agentcmd"
 	"github.com/tidepool-dev/tidepool/internal/sandbox"
 	"github.com/tidepool-dev/tidepool/internal/server"
 )
 
 func newServeCommand() *cobra.Command {
 	var cfg server.Config
-	var listen, metricsListen, logLevel, logFormat, runtimeName, addressFile string
+	var listen, metricsListen, logLevel, logFormat, runtimeName, agentBin, addressFile string
 	var images map[string]string
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -39,7 +39,7 @@ an admin service principal, whose credentials it writes to
 			return flagsFromEnv(cmd.Flags())
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := newLogger(logLevel, logFormat)
+			log, err := agentcmd.NewLogger(logLevel, logFormat)
 			if err != nil {
 				return usageError{err}
 			}
@@ -47,7 +47,7 @@ an admin service principal, whose credentials it writes to
 			if cfg.BuiltinImages, err = builtinImages(images); err != nil {
 				return usageError{err}
 			}
-			if cfg.Runtime, err = newRuntime(runtimeName, cfg.DataDir, log); err != nil {
+			if cfg.Runtime, err = newRuntime(runtimeName, agentBin, cfg.DataDir, log); err != nil {
 				return err
 			}
 			ln, err := net.Listen("tcp", listen)
@@ -113,6 +113,7 @@ Get a token:
 	f.StringSliceVar(&cfg.PythonPreImport, "python-preimport", nil, "modules warm Python kernels import before any claim, e.g. numpy,pandas,matplotlib.pyplot (default none; see docs/preimport.md)")
 	f.StringToStringVar(&images, "builtin-image", nil, "an OCI image to run a built-in container type in instead of the host's read-only root, as TYPE=IMAGE (PythonLTS, NodeLTS or Shell; the image must hold python3, node or bash); repeatable")
 	f.StringVar(&runtimeName, "runtime", "auto", "sandbox runtime: auto (runc as root when installed), runc, crun, runsc, or none")
+	f.StringVar(&agentBin, "agent-binary", "", "static binary sandboxes run as their agent (default: tidepool-agent next to this binary, else this binary)")
 	f.StringVar(&addressFile, "address-file", "", "once listening, write the endpoint, metrics URL and credentials path as JSON to this file (for tools that start serve on port 0)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
@@ -190,19 +191,4 @@ func flagsFromEnv(fs *pflag.FlagSet) error {
 		}
 	})
 	return err
-}
-
-func newLogger(level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }

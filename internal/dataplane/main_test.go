@@ -31,7 +31,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata")
 
-// tidepoolBin is the tidepool binary built once for the test's agents.
+// tidepoolBin is the agent binary (tidepool-agent) built once for the test's agents.
 var tidepoolBin string
 
 func TestMain(m *testing.M) {
@@ -41,8 +41,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	tidepoolBin = filepath.Join(dir, "tidepool")
-	build := exec.Command("go", "build", "-o", tidepoolBin, "./cmd/tidepool")
+	tidepoolBin = filepath.Join(dir, "tidepool-agent")
+	build := exec.Command("go", "build", "-o", tidepoolBin, "./cmd/tidepool-agent")
 	build.Dir = filepath.Join("..", "..")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build tidepool for the agents: %v\n%s", err, out)

@@ -87,13 +87,13 @@ func agentBinary(tb testing.TB) string {
 			agentErr = err
 			return
 		}
-		bin := filepath.Join(dir, "tidepool")
-		cmd := exec.Command(goBin, "build", "-trimpath", "-o", bin, "./cmd/tidepool")
+		bin := filepath.Join(dir, "tidepool-agent")
+		cmd := exec.Command(goBin, "build", "-trimpath", "-o", bin, "./cmd/tidepool-agent")
 		cmd.Dir = filepath.Dir(gomod)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			os.RemoveAll(dir)
-			agentErr = fmt.Errorf("go build ./cmd/tidepool: %v\n%s", err, out)
+			agentErr = fmt.Errorf("go build ./cmd/tidepool-agent: %v\n%s", err, out)
 			return
 		}
 		agentPath = bin

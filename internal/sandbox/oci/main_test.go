@@ -111,12 +111,12 @@ func testAgent(t testing.TB) string {
 			return
 		}
 		modRoot := filepath.Dir(strings.TrimSpace(string(out)))
-		builtAgent = filepath.Join(agentDir, "tidepool")
-		cmd := exec.Command(goBin, "build", "-trimpath", "-o", builtAgent, "./cmd/tidepool")
+		builtAgent = filepath.Join(agentDir, "tidepool-agent")
+		cmd := exec.Command(goBin, "build", "-trimpath", "-o", builtAgent, "./cmd/tidepool-agent")
 		cmd.Dir = modRoot
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			agentErr = fmt.Errorf("go build ./cmd/tidepool: %v\n%s", err, out)
+			agentErr = fmt.Errorf("go build ./cmd/tidepool-agent: %v\n%s", err, out)
 			return
 		}
 		if out, err := exec.Command(builtAgent, "agent", "--help").CombinedOutput(); err != nil {

@@ -1,8 +1,12 @@
-package main
+// Package agentcmd is the `agent` command line, shared by the tidepool
+// binary (`tidepool agent`) and the smaller tidepool-agent binary that
+// sandboxes run by default.
+package agentcmd
 
 import (
 	"cmp"
 	"fmt"
+	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -12,7 +16,15 @@ import (
 	"github.com/tidepool-dev/tidepool/internal/agent/wire"
 )
 
-func newAgentCommand() *cobra.Command {
+// UsageError marks errors in how the command was called (exit code 2).
+type UsageError struct{ Err error }
+
+func (e UsageError) Error() string { return e.Err.Error() }
+func (e UsageError) Unwrap() error { return e.Err }
+
+// New returns the agent command; version is the build's, reported in
+// /health.
+func New(version string) *cobra.Command {
 	var cfg agent.Config
 	var socket, logLevel, logFormat string
 	var runInit bool
@@ -37,14 +49,14 @@ to the image.`,
   tidepool agent --target-port 8080 -- python3 -m http.server 8080`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 && cmd.ArgsLenAtDash() != 0 {
-				return usageError{fmt.Errorf("unexpected argument %q: put the container's command after --", args[0])}
+				return UsageError{Err: fmt.Errorf("unexpected argument %q: put the container's command after --", args[0])}
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log, err := newLogger(logLevel, logFormat)
+			log, err := NewLogger(logLevel, logFormat)
 			if err != nil {
-				return usageError{err}
+				return UsageError{Err: err}
 			}
 			if runInit && !agent.IsInitChild() {
 				if code := agent.RunInit(log); code != 0 {
@@ -56,7 +68,7 @@ to the image.`,
 			os.Unsetenv(agent.ChildEnv)
 			for _, lang := range kernels {
 				if lang != wire.LangPython && lang != wire.LangNode {
-					return usageError{fmt.Errorf("--kernel %q: want %s or %s", lang, wire.LangPython, wire.LangNode)}
+					return UsageError{Err: fmt.Errorf("--kernel %q: want %s or %s", lang, wire.LangPython, wire.LangNode)}
 				}
 			}
 			cfg.Container = args
@@ -69,7 +81,7 @@ to the image.`,
 			cfg.Kernels = km
 			srv, err := agent.New(cfg)
 			if err != nil {
-				return usageError{err}
+				return UsageError{Err: err}
 			}
 			ln, err := agent.Listen(socket)
 			if err != nil {
@@ -110,4 +122,21 @@ to the image.`,
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	return cmd
+}
+
+// NewLogger returns a logger to stderr at level ("debug", "info", "warn",
+// "error") in format ("text" or "json").
+func NewLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
