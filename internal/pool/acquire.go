@@ -96,8 +96,9 @@ func (c *Controller) Acquire(ctx context.Context, poolID, identifier string) (*S
 	ps.highWater = max(ps.highWater, ps.boundLocked())
 	sb := ps.popReadyLocked()
 	cfg := ps.cfg
-	// The refill starts once the claim is done: a sandbox starting now
-	// would compete with the claim's /init for the CPU.
+	// The refill starts after the claim and its first execution (see
+	// refillDelay): a sandbox starting now would compete with them for the
+	// CPU.
 	c.mu.Unlock()
 
 	sb, alloc, err := c.bind(ctx, ps, cfg, sb, identifier)
@@ -121,7 +122,11 @@ func (c *Controller) Acquire(ctx context.Context, poolID, identifier string) (*S
 	f.err = err
 	close(f.done)
 	ps.notifyLocked()
-	c.ensureLocked(ps)
+	if err == nil {
+		c.refillSoonLocked(ps)
+	} else {
+		c.ensureLocked(ps)
+	}
 	c.mu.Unlock()
 	if err != nil {
 		return nil, err
