@@ -167,8 +167,17 @@ func (c *cli) runDetached(ctx context.Context, id, bundle, pidFile string, logFi
 		}
 		return c.startCreated(ctx, id, logFile, extraGlobal...)
 	}
-	return c.start(ctx, logFile, extraGlobal, "run", "--detach", "--bundle", bundle, "--pid-file", pidFile, id)
+	return c.start(ctx, logFile, extraGlobal, "run", "--detach", noNewKeyring, "--bundle", bundle, "--pid-file", pidFile, id)
 }
+
+// noNewKeyring keeps runc and crun from giving each container a session
+// keyring of its own. Those keyrings are charged to the sandboxes' host uid,
+// whose quota (kernel.keys.maxkeys, 200 by default) then caps a host at
+// ~200 sandboxes: runc fails with "unable to create session key: disk
+// quota exceeded". A sandbox inherits the server's session keyring
+// instead, and cannot touch it: the seccomp profile refuses keyctl,
+// add_key and request_key (see seccomp.go).
+const noNewKeyring = "--no-new-keyring"
 
 // create creates a container whose init waits for startCreated.
 func (c *cli) create(ctx context.Context, id, bundle, pidFile string, logFile *os.File, extraGlobal ...string) error {

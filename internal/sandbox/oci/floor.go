@@ -111,11 +111,10 @@ func (f *Floor) Run(ctx context.Context, argv ...string) (time.Duration, error) 
 	}
 	f.n++
 	id := fmt.Sprintf("%s-%d", filepath.Base(f.dir), f.n)
-	var sub []string
+	sub := []string{"run", noNewKeyring, "--bundle", f.dir, id}
 	if f.rt.cli.flavour == flavourRunsc {
-		sub = runscFlags(false)
+		sub = append(runscFlags(false), "run", "--bundle", f.dir, id)
 	}
-	sub = append(sub, "run", "--bundle", f.dir, id)
 	cmd := f.rt.cli.command(ctx, sub...)
 	t0 := time.Now()
 	out, err := cmd.CombinedOutput()

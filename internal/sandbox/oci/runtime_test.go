@@ -523,3 +523,33 @@ func TestHealthAfterCreate(t *testing.T) {
 		}
 	})
 }
+
+// TestNoKeyringPerSandbox: sandboxes charge no kernel keys to their host
+// uid. Keys are limited per uid (kernel.keys.maxkeys, 200), so a session
+// keyring per sandbox capped a host at ~200 sandboxes.
+func TestNoKeyringPerSandbox(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, flavour string) {
+		if flavour == flavourRunsc {
+			t.Skip("runsc keeps sandboxes off the host's keyrings (its processes are host root, whose quota is 1,000,000 keys)")
+		}
+		rt := newTestRuntime(t, flavour)
+		var ids []string
+		for range 3 {
+			sb := mustCreate(t, rt, sandboxtest.BaseSpec(sandboxtest.NewID("keys")))
+			ids = append(ids, sb.ID)
+		}
+		b, err := os.ReadFile("/proc/key-users")
+		if err != nil {
+			t.Skipf("skipping: %v", err) // a kernel without keys
+		}
+		prefix := strconv.FormatUint(uint64(rt.uid), 10) + ":"
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 0 && f[0] == prefix {
+				t.Errorf("the sandboxes' host uid %d holds kernel keys: %q", rt.uid, line)
+			}
+		}
+		for _, id := range ids {
+			mustDestroy(t, rt, id)
+		}
+	})
+}
