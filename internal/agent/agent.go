@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -257,6 +258,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	go primeCodecs()
 	sl := s.splitListener(bg, ln)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(sl) }()
@@ -494,3 +496,17 @@ const ChildEnv = "TIDEPOOL_AGENT_CHILD"
 // IsInitChild reports whether this process is the agent server started by
 // RunInit (and so should serve rather than run as init).
 func IsInitChild() bool { return os.Getenv(ChildEnv) == "1" }
+
+// primeCodecs has encoding/json build its codecs for the wire types of the
+// hot calls while the agent waits for its kernel to start: otherwise a
+// session's first /init and first execution pay for that reflection.
+func primeCodecs() {
+	for _, v := range []any{&wire.InitRequest{}, &wire.Health{}, &wire.ExecuteRequest{}, &wire.ExecuteResult{},
+		&wire.ExecRequest{}, &wire.ExecResult{}, &wire.IdentityRequest{}, &wire.ErrorResponse{}} {
+		b, err := json.Marshal(v)
+		if err == nil {
+			err = json.Unmarshal(b, v)
+		}
+		_ = err // zero values of wire types always round-trip
+	}
+}
