@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 
 	"github.com/spf13/cobra"
 
@@ -54,6 +55,14 @@ to the image.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if os.Getenv("GOMAXPROCS") == "" {
+				// The agent multiplexes I/O for one sandbox; with one P its
+				// goroutines hand work to each other without waking
+				// threads on other CPUs, which on a loaded host costs more
+				// than it brings: executions/s across 50 sessions on 2 CPUs
+				// went from ~2,130 to ~2,300-2,600.
+				runtime.GOMAXPROCS(1)
+			}
 			log, err := NewLogger(logLevel, logFormat)
 			if err != nil {
 				return UsageError{Err: err}
