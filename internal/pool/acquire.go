@@ -97,7 +97,7 @@ func (c *Controller) Acquire(ctx context.Context, poolID, identifier string) (*S
 	sb := ps.popReadyLocked()
 	cfg := ps.cfg
 	// The refill starts after the claim and its first execution (see
-	// refillDelay): a sandbox starting now would compete with them for the
+	// afterClaimDelay): a sandbox starting now would compete with them for the
 	// CPU.
 	c.mu.Unlock()
 
@@ -123,17 +123,13 @@ func (c *Controller) Acquire(ctx context.Context, poolID, identifier string) (*S
 	close(f.done)
 	ps.notifyLocked()
 	if err == nil {
-		c.refillSoonLocked(ps)
+		c.afterClaimLocked(ps)
 	} else {
 		c.ensureLocked(ps)
 	}
 	c.mu.Unlock()
 	if err != nil {
 		return nil, err
-	}
-	select {
-	case c.flushPoke <- struct{}{}:
-	default:
 	}
 	out.AllocationDuration = time.Since(start)
 	c.metrics.claimed(ps.key, alloc, out.AllocationDuration)

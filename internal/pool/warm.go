@@ -47,9 +47,9 @@ type livePool struct {
 	// highWater is the largest claimed+claiming ever seen (for tests of
 	// the invariant claimed ≤ max).
 	highWater int
-	// refillPending is set while a refill after a claim waits to start
-	// (refillSoonLocked).
-	refillPending bool
+	// afterClaimPending is set while the work after a claim waits to
+	// start (afterClaimLocked).
+	afterClaimPending bool
 }
 
 // sandboxRef is a running sandbox of a pool.
@@ -218,24 +218,31 @@ func (c *Controller) goLocked(fn func()) bool {
 	return true
 }
 
-// refillDelay is how long after a claim the refill starts. The claim's
-// first execution follows at once, usually in the same request, and a
-// sandbox starting meanwhile takes a CPU from it: a python sandbox's start
-// costs ~50 ms of CPU, against the 2 ms a first execution should take.
-const refillDelay = 20 * time.Millisecond
+// afterClaimDelay is how long after a claim its background work starts:
+// the refill and the write of the new binding. The claim's first execution
+// follows at once, usually in the same request, and work started meanwhile
+// takes a CPU from it (a python sandbox's start costs ~50 ms of CPU, a
+// store write a few hundred µs, against the 2 ms a first execution should
+// take). Until the binding is written a restart still finds the session:
+// its agent reports the identifier it was bound to.
+const afterClaimDelay = 20 * time.Millisecond
 
-// refillSoonLocked runs ensureLocked for ps refillDelay from now, once for
-// all the claims of that interval.
-func (c *Controller) refillSoonLocked(ps *livePool) {
-	if ps.refillPending || c.closed {
+// afterClaimLocked refills ps and stores new bindings afterClaimDelay from
+// now, once for all the claims of that interval.
+func (c *Controller) afterClaimLocked(ps *livePool) {
+	if ps.afterClaimPending || c.closed {
 		return
 	}
-	ps.refillPending = true
-	time.AfterFunc(refillDelay, func() {
+	ps.afterClaimPending = true
+	time.AfterFunc(afterClaimDelay, func() {
 		c.mu.Lock()
-		defer c.mu.Unlock()
-		ps.refillPending = false
+		ps.afterClaimPending = false
 		c.ensureLocked(ps)
+		c.mu.Unlock()
+		select {
+		case c.flushPoke <- struct{}{}:
+		default:
+		}
 	})
 }
 
