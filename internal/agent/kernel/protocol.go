@@ -133,23 +133,9 @@ func encodeFrame(msg any) ([]byte, error) {
 
 // readFrame reads one frame's body; buf is reused when large enough.
 func readFrame(r io.Reader, buf []byte) ([]byte, error) {
-	var head [4]byte
-	if _, err := io.ReadFull(r, head[:]); err != nil {
-		return nil, err
+	buf, err := wire.ReadSized(r, buf, maxFrame)
+	if errors.Is(err, wire.ErrFrameTooLarge) {
+		err = fmt.Errorf("%w: %w", errProtocol, err)
 	}
-	n := binary.BigEndian.Uint32(head[:])
-	if n > maxFrame {
-		return nil, fmt.Errorf("%w: frame of %d bytes", errProtocol, n)
-	}
-	if cap(buf) < int(n) {
-		buf = make([]byte, n)
-	}
-	buf = buf[:n]
-	if _, err := io.ReadFull(r, buf); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, err
-	}
-	return buf, nil
+	return buf, err
 }

@@ -66,42 +66,46 @@ func AppendFrame(dst []byte, head string, body []byte) []byte {
 // ReadFrame reads one frame into buf (grown as needed) and splits it into
 // its head line and body.
 func ReadFrame(r io.Reader, buf []byte) (head string, body, newBuf []byte, err error) {
-	var n4 [4]byte
-	if _, err := io.ReadFull(r, n4[:]); err != nil {
+	buf, err = ReadSized(r, buf, MaxFrame)
+	if err != nil {
 		return "", nil, buf, err
-	}
-	n := binary.BigEndian.Uint32(n4[:])
-	if n > MaxFrame {
-		return "", nil, buf, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
-	}
-	if int(n) <= max(cap(buf), 1<<20) {
-		if cap(buf) < int(n) {
-			buf = make([]byte, n)
-		}
-		buf = buf[:n]
-		if _, err := io.ReadFull(r, buf); err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return "", nil, buf, err
-		}
-	} else {
-		// A large frame's memory grows as its bytes arrive, not as its
-		// length claims.
-		b := bytes.NewBuffer(buf[:0])
-		if _, err := io.CopyN(b, r, int64(n)); err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return "", nil, buf, err
-		}
-		buf = b.Bytes()
 	}
 	i := bytes.IndexByte(buf[:min(len(buf), maxHead)], '\n')
 	if i < 0 {
 		return "", nil, buf, errors.New("frame without a head line")
 	}
 	return string(buf[:i]), buf[i+1:], buf, nil
+}
+
+// ReadSized reads a 4-byte big-endian length, at most limit, then that many
+// bytes, into buf when it is large enough. The length comes from the other
+// side of a trust boundary: past 1 MiB the memory grows as the bytes
+// arrive, not as the length claims.
+func ReadSized(r io.Reader, buf []byte, limit uint32) ([]byte, error) {
+	var n4 [4]byte
+	if _, err := io.ReadFull(r, n4[:]); err != nil {
+		return buf, err
+	}
+	n := binary.BigEndian.Uint32(n4[:])
+	if n > limit {
+		return buf, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
+	}
+	var err error
+	if int(n) <= max(cap(buf), 1<<20) {
+		if cap(buf) < int(n) {
+			buf = make([]byte, n)
+		}
+		buf = buf[:n]
+		_, err = io.ReadFull(r, buf)
+	} else {
+		b := bytes.NewBuffer(buf[:0])
+		_, err = io.CopyN(b, r, int64(n))
+		buf = b.Bytes()
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return buf, err
 }
 
 // ParseStatus parses a response frame's head.
