@@ -53,7 +53,7 @@ func (c *capture) run() {
 		err := c.raw.Read(func(fd uintptr) bool {
 			c.mu.Lock()
 			defer c.mu.Unlock()
-			return c.readLocked(fd)
+			return c.readLocked(fd, -1)
 		})
 		c.mu.Lock()
 		ended := c.ended
@@ -64,16 +64,18 @@ func (c *capture) run() {
 	}
 }
 
-// readLocked reads what the pipe holds now; it returns false when the
-// pipe is empty but open (wait for more), true when it ended or failed.
-func (c *capture) readLocked(fd uintptr) bool {
+// readLocked reads what the pipe holds now, up to max bytes when max is
+// not negative; it returns false when the pipe is empty (or max was read)
+// but open, true when it ended or failed.
+func (c *capture) readLocked(fd uintptr, max int) bool {
 	if c.ended {
 		return true
 	}
-	for {
+	for read := 0; max < 0 || read < max; {
 		n, err := syscall.Read(int(fd), c.chunk)
 		if n > 0 {
 			c.appendLocked(c.chunk[:n])
+			read += n
 			continue
 		}
 		switch {
@@ -85,6 +87,7 @@ func (c *capture) readLocked(fd uintptr) bool {
 		c.ended = true // n == 0: the end; or a real error
 		return true
 	}
+	return false
 }
 
 // arm starts an execution with the given output limit. Output already
@@ -99,14 +102,19 @@ func (c *capture) arm(limit int) {
 	}
 }
 
-// drain reads whatever the pipe holds now and returns the output since the
-// last take, starting afresh.
+// maxPipe bounds what a pipe can hold (fs.pipe-max-size, 1 MiB by default).
+const maxPipe = 1 << 20
+
+// drain reads what the pipe holds now and returns the output since the
+// last take, starting afresh. It reads no more than a pipe can hold: more
+// was written after the answer, by something still running (a background
+// process writing without end must not keep drain reading).
 func (c *capture) drain() output {
 	// Control fails only once the file is closed: then take what is kept.
 	_ = c.raw.Control(func(fd uintptr) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		c.readLocked(fd)
+		c.readLocked(fd, maxPipe)
 	})
 	return c.take()
 }

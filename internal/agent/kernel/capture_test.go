@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -137,4 +138,30 @@ func FuzzCapture(f *testing.F) {
 			t.Fatalf("valid UTF-8 %q cut into invalid %q", data, out.data)
 		}
 	})
+}
+
+// A stream that never runs dry (a background process writing without
+// end) does not keep drain reading: it reads what a pipe can hold, and
+// returns. /dev/zero stands for the endless writer.
+func TestCaptureDrainIsBounded(t *testing.T) {
+	f, err := os.Open("/dev/zero")
+	if err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	defer f.Close()
+	c, err := newCapture(f, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.arm(10)
+	done := make(chan output, 1)
+	go func() { done <- c.drain() }()
+	select {
+	case out := <-done:
+		if len(out.data) != 10 || !out.truncated {
+			t.Errorf("drain = %d bytes, truncated %v; want 10, truncated", len(out.data), out.truncated)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("drain kept reading a stream that never runs dry")
+	}
 }
