@@ -127,6 +127,7 @@ to the image.`,
 	f.StringSliceVar(&kernels, "kernel", nil, "kernels to start before any request: python, node (others start on first use)")
 	f.StringSliceVar(&kopts.PreImport, "pre-import", nil, "Python modules a python kernel imports when it starts")
 	f.StringVar(&kopts.Python, "python", kernel.DefaultPython, "interpreter of python kernels")
+	f.StringVar(&kopts.PythonBytecode, "python-bytecode", "", "the python driver compiled by the server, loaded when it fits the interpreter (else the driver is compiled)")
 	f.StringVar(&kopts.Node, "node", "", "interpreter of node kernels (default: node on PATH)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")

@@ -82,3 +82,29 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
 }
+
+// BenchmarkPythonStartBytecode is BenchmarkPythonStart with the driver
+// precompiled (Options.PythonBytecode).
+func BenchmarkPythonStartBytecode(b *testing.B) {
+	ctx := context.Background()
+	python := interpreter(b, wire.LangPython)
+	file := b.TempDir() + "/driver.pyc"
+	if err := CompilePythonDriver(ctx, python, file); err != nil {
+		b.Fatal(err)
+	}
+	opts := Options{Python: python, Cwd: b.TempDir(), PythonBytecode: file}
+	lat := make([]time.Duration, 0, b.N)
+	for b.Loop() {
+		m := New(opts)
+		t0 := time.Now()
+		err := m.Start(ctx, wire.LangPython)
+		lat = append(lat, time.Since(t0))
+		if err != nil {
+			b.Fatalf("Start: %v", err)
+		}
+		b.StopTimer()
+		m.Close()
+		b.StartTimer()
+	}
+	reportPercentiles(b, lat)
+}

@@ -80,6 +80,10 @@ type Options struct {
 	// not bound to names in the user's namespace. A module that fails to
 	// import is logged and skipped.
 	PreImport []string
+	// PythonBytecode is a file CompilePythonDriver made, which python
+	// kernels load rather than compile their driver (see bytecode.go); ""
+	// means none.
+	PythonBytecode string
 	// Env is the kernels' environment, "KEY=value" entries; nil means the
 	// agent's own. Unless Env sets them, MPLBACKEND=Agg is added (figures
 	// render without a display), and MPLCONFIGDIR=$TMPDIR/matplotlib, so
@@ -185,6 +189,9 @@ func New(opts Options) *Manager {
 func (m *Manager) argv(lang string) []string {
 	switch lang {
 	case wire.LangPython:
+		if m.opts.PythonBytecode != "" {
+			return []string{m.opts.Python, "-c", pythonCachedBootstrap, pythonDriver, m.opts.PythonBytecode, driverTag}
+		}
 		return []string{m.opts.Python, "-c", pythonBootstrap, pythonDriver}
 	case wire.LangNode:
 		return []string{m.opts.Node, "--expose-internals", "-e", nodeDriver}

@@ -61,6 +61,9 @@ func scanHostPaths(paths []string) ([]hostEntry, error) {
 // skeleton are the mount points every root filesystem needs.
 var skeletonDirs = []string{"proc", "dev", "sys", "tmp", "mnt/data", ".tidepool/run", "etc"}
 
+// fileMountPoints are the files mounted over (crun needs them to exist).
+var fileMountPoints = []string{agentPath, driverPath}
+
 // prepareHostRootFS fills dir (ours: no image in it), the read-only root of a host-rootfs
 // sandbox: mount points, the host entries (symlinks as symlinks, mount
 // points for the rest) and the generated /etc files.
@@ -125,11 +128,13 @@ func prepareImageRootFS(dir string, resolvConf []byte, cwd string, uid, gid int)
 			return fmt.Errorf("image rootfs: %w", err)
 		}
 	}
-	f, err := root.OpenFile(strings.TrimPrefix(agentPath, "/"), os.O_CREATE|os.O_WRONLY, 0o755)
-	if err != nil {
-		return fmt.Errorf("image rootfs: %w", err)
+	for _, p := range fileMountPoints {
+		f, err := root.OpenFile(strings.TrimPrefix(p, "/"), os.O_CREATE|os.O_WRONLY, 0o755)
+		if err != nil {
+			return fmt.Errorf("image rootfs: %w", err)
+		}
+		f.Close()
 	}
-	f.Close()
 	if err := writeNetFilesIn(root, resolvConf); err != nil {
 		return fmt.Errorf("image rootfs: %w", err)
 	}
@@ -160,7 +165,12 @@ func makeSkeleton(dir string) error {
 	if err := os.Chmod(filepath.Join(dir, "tmp"), 0o777|fs.ModeSticky); err != nil {
 		return err
 	}
-	return touch(filepath.Join(dir, agentPath), 0o755)
+	for _, p := range fileMountPoints {
+		if err := touch(filepath.Join(dir, p), 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeNetFiles writes /etc/hosts, /etc/hostname and, when the sandbox has

@@ -518,6 +518,13 @@ func TestHealthAfterCreate(t *testing.T) {
 					t.Errorf("%s: execute: %+v (result %+v)", tc.kind, res, res.Result)
 				}
 			}
+			if tc.kind == sandbox.KindPython {
+				// The kernel is given the driver the server compiled.
+				res, err := c.Exec(context.Background(), wire.ExecRequest{ShellCommand: `tr '\0' ' ' </proc/1/cmdline; echo; head -c 9 ` + driverPath})
+				if err != nil || !strings.Contains(res.Stdout, "--python-bytecode "+driverPath) || !strings.Contains(res.Stdout, "\ncpython-") {
+					t.Errorf("python sandbox: agent command line and driver bytecode: %q, %v", res.Stdout, err)
+				}
+			}
 			c.Close()
 			mustDestroy(t, rt, sb.ID)
 		}

@@ -17,6 +17,7 @@ import (
 // Paths inside a sandbox.
 const (
 	agentPath      = "/.tidepool/tidepool"
+	driverPath     = "/.tidepool/driver.pyc"
 	agentRunDir    = "/.tidepool/run"
 	agentSocket    = agentRunDir + "/agent.sock"
 	dataMountPoint = "/mnt/data"
@@ -61,6 +62,10 @@ type bundleSpec struct {
 	hostBinds []hostEntry
 	// host paths mounted into the sandbox.
 	agentBinary, runDir, dataDir string
+	// pythonBytecode is the driver compiled by the server for python
+	// kernels (kernel.CompilePythonDriver), mounted at driverPath; "" for
+	// none.
+	pythonBytecode string
 	// netnsPath joins a prepared network namespace; empty means a new
 	// one with loopback only.
 	netnsPath string
@@ -137,6 +142,9 @@ func ociSpec(b *bundleSpec) (*specs.Spec, error) {
 		specs.Mount{Destination: agentRunDir, Type: "bind", Source: b.runDir, Options: []string{"bind", "rw", "nosuid", "nodev", "noexec"}},
 		specs.Mount{Destination: agentPath, Type: "bind", Source: b.agentBinary, Options: []string{"bind", "ro", "nosuid", "nodev"}},
 	)
+	if b.spec.Kind == sandbox.KindPython && b.pythonBytecode != "" {
+		mounts = append(mounts, specs.Mount{Destination: driverPath, Type: "bind", Source: b.pythonBytecode, Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}})
+	}
 
 	namespaces := []specs.LinuxNamespace{
 		{Type: specs.PIDNamespace},
@@ -246,6 +254,9 @@ func agentArgs(b *bundleSpec) ([]string, error) {
 	args := []string{agentPath, "agent", "--socket", agentSocket}
 	if lang := kernelOf(s.Kind); lang != "" {
 		args = append(args, "--kernel", lang)
+	}
+	if s.Kind == sandbox.KindPython && b.pythonBytecode != "" {
+		args = append(args, "--python-bytecode", driverPath)
 	}
 	if s.Kind == sandbox.KindPython && len(s.PreImport) > 0 {
 		for _, m := range s.PreImport {
