@@ -51,13 +51,23 @@ func benchmarkExecute(b *testing.B, lang, code, want string) {
 
 // BenchmarkPythonStart measures a cold kernel start: the interpreter, the
 // driver, and its ready answer.
-func BenchmarkPythonStart(b *testing.B) { benchmarkStart(b, wire.LangPython) }
+func BenchmarkPythonStart(b *testing.B) { benchmarkStart(b, wire.LangPython, "") }
 
-func BenchmarkNodeStart(b *testing.B) { benchmarkStart(b, wire.LangNode) }
+func BenchmarkNodeStart(b *testing.B) { benchmarkStart(b, wire.LangNode, "") }
 
-func benchmarkStart(b *testing.B, lang string) {
+// BenchmarkPythonStartBytecode is BenchmarkPythonStart with the driver
+// precompiled (Options.PythonBytecode).
+func BenchmarkPythonStartBytecode(b *testing.B) {
+	file := b.TempDir() + "/driver.pyc"
+	if err := CompilePythonDriver(context.Background(), interpreter(b, wire.LangPython), file); err != nil {
+		b.Fatal(err)
+	}
+	benchmarkStart(b, wire.LangPython, file)
+}
+
+func benchmarkStart(b *testing.B, lang, bytecode string) {
 	ctx := context.Background()
-	opts := Options{Python: interpreter(b, wire.LangPython), Node: interpreter(b, wire.LangNode), Cwd: b.TempDir()}
+	opts := Options{Python: interpreter(b, wire.LangPython), Node: interpreter(b, wire.LangNode), Cwd: b.TempDir(), PythonBytecode: bytecode}
 	lat := make([]time.Duration, 0, b.N)
 	for b.Loop() {
 		m := New(opts)
@@ -81,30 +91,4 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
-}
-
-// BenchmarkPythonStartBytecode is BenchmarkPythonStart with the driver
-// precompiled (Options.PythonBytecode).
-func BenchmarkPythonStartBytecode(b *testing.B) {
-	ctx := context.Background()
-	python := interpreter(b, wire.LangPython)
-	file := b.TempDir() + "/driver.pyc"
-	if err := CompilePythonDriver(ctx, python, file); err != nil {
-		b.Fatal(err)
-	}
-	opts := Options{Python: python, Cwd: b.TempDir(), PythonBytecode: file}
-	lat := make([]time.Duration, 0, b.N)
-	for b.Loop() {
-		m := New(opts)
-		t0 := time.Now()
-		err := m.Start(ctx, wire.LangPython)
-		lat = append(lat, time.Since(t0))
-		if err != nil {
-			b.Fatalf("Start: %v", err)
-		}
-		b.StopTimer()
-		m.Close()
-		b.StartTimer()
-	}
-	reportPercentiles(b, lat)
 }
