@@ -319,10 +319,20 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 		return resp, nil
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	return nil, errorAnswer(resp.StatusCode, b)
+}
+
+// maxErrorBody bounds how much of an error answer is kept.
+const maxErrorBody = 64 << 10
+
+// errorAnswer is the *Error of an answer with a status that is not 2xx:
+// the agent's {"error":{"code","message"}}, or the status and the start
+// of the body when it is not that.
+func errorAnswer(status int, body []byte) *Error {
 	var er wire.ErrorResponse
-	if json.Unmarshal(b, &er) == nil && er.Error.Code != "" {
-		return nil, &Error{Status: resp.StatusCode, Code: er.Error.Code, Message: er.Error.Message}
+	if json.Unmarshal(body, &er) == nil && er.Error.Code != "" {
+		return &Error{Status: status, Code: er.Error.Code, Message: er.Error.Message}
 	}
-	return nil, &Error{Status: resp.StatusCode, Code: "HTTP" + strconv.Itoa(resp.StatusCode), Message: strings.TrimSpace(string(b))}
+	return &Error{Status: status, Code: "HTTP" + strconv.Itoa(status), Message: strings.TrimSpace(string(body[:min(len(body), maxErrorBody)]))}
 }

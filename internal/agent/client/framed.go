@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"strings"
 	"time"
 
@@ -112,11 +111,7 @@ func decodeFramed(status int, body []byte, out any) error {
 		}
 		return nil
 	}
-	var er wire.ErrorResponse
-	if json.Unmarshal(body, &er) == nil && er.Error.Code != "" {
-		return &Error{Status: status, Code: er.Error.Code, Message: er.Error.Message}
-	}
-	return &Error{Status: status, Code: "HTTP" + strconv.Itoa(status), Message: strings.TrimSpace(string(body[:min(len(body), 64<<10)]))}
+	return errorAnswer(status, body)
 }
 
 // call sends one request frame and reads the answer; resp is valid until
@@ -171,17 +166,13 @@ func (c *Client) framedConn(ctx context.Context) (fc *framedConn, reused bool, e
 			c.noFramed.Store(true)
 			return nil, false, errNoFramed
 		}
-		return nil, false, fmt.Errorf("framed handshake: %w", cmpErr(err, fmt.Errorf("unexpected answer %q", got)))
+		if err == nil {
+			err = fmt.Errorf("unexpected answer %q", got)
+		}
+		return nil, false, fmt.Errorf("framed handshake: %w", err)
 	}
 	conn.SetDeadline(time.Time{})
 	return fc, false, nil
-}
-
-func cmpErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // putFramed keeps fc for the next call.
