@@ -34,8 +34,6 @@ type capture struct {
 	limit     int
 	chunk     []byte // the read buffer
 	ended     bool   // the pipe is at its end (or failed)
-
-	eof chan struct{} // closed when run returns
 }
 
 func newCapture(f *os.File, limit int) (*capture, error) {
@@ -43,12 +41,11 @@ func newCapture(f *os.File, limit int) (*capture, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &capture{f: f, raw: raw, limit: limit, chunk: make([]byte, 64<<10), eof: make(chan struct{})}, nil
+	return &capture{f: f, raw: raw, limit: limit, chunk: make([]byte, 64<<10)}, nil
 }
 
 // run reads the pipe until it ends or is closed.
 func (c *capture) run() {
-	defer close(c.eof)
 	for {
 		err := c.raw.Read(func(fd uintptr) bool {
 			c.mu.Lock()

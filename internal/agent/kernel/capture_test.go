@@ -12,6 +12,13 @@ import (
 // newPipeCapture returns a capture reading a new pipe, with its reader
 // running, and the pipe's write end.
 func newPipeCapture(t testing.TB, limit int) (*capture, *os.File) {
+	c, w, _ := newPipeCaptureDone(t, limit)
+	return c, w
+}
+
+// newPipeCaptureDone is newPipeCapture, with a channel closed when the
+// reader returns.
+func newPipeCaptureDone(t testing.TB, limit int) (*capture, *os.File, <-chan struct{}) {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -21,13 +28,14 @@ func newPipeCapture(t testing.TB, limit int) (*capture, *os.File) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go c.run()
+	done := make(chan struct{})
+	go func() { c.run(); close(done) }()
 	t.Cleanup(func() {
 		w.Close()
-		<-c.eof
+		<-done
 		r.Close()
 	})
-	return c, w
+	return c, w, done
 }
 
 // writeChunks writes data to w in pieces of the given size.
@@ -108,10 +116,10 @@ func TestCaptureArmTruncatesBufferedOutput(t *testing.T) {
 }
 
 func TestCaptureEnds(t *testing.T) {
-	c, w := newPipeCapture(t, 100)
+	c, w, done := newPipeCaptureDone(t, 100)
 	writeChunks(t, w, []byte("last words"), 100)
 	w.Close()
-	<-c.eof // the reader stops at the end of the pipe...
+	<-done // the reader stops at the end of the pipe...
 	if out := c.drain(); string(out.data) != "last words" {
 		t.Errorf("after the end: got %q, want %q", out.data, "last words") // ...having kept it all
 	}

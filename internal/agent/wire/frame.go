@@ -11,9 +11,9 @@ import (
 )
 
 // Framed calls. Besides HTTP/1.1, the agent's socket carries calls framed
-// for speed: the hot routes (a kernel execution, /init) cost a
-// quarter of an HTTP request's CPU this way, with no header parsing and no
-// goroutines handing each call along. A connection that starts with
+// for speed: the hot routes (a kernel execution, /init) go without header
+// parsing and without goroutines handing each call along (print(1)
+// through the agent: ~160 µs against ~230 µs as HTTP). A connection that starts with
 // FramePreface speaks this; the agent answers with the same preface (an
 // agent that predates framed calls answers with an HTTP error instead,
 // and the client falls back to HTTP).
