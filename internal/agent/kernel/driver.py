@@ -1,5 +1,5 @@
 # tidepool Python kernel driver: the kernel process runs it as
-#   python3 -c 'import sys;exec(compile(sys.argv.pop(1),"<tidepool-driver>","exec"))' SOURCE
+#   python3 -u -c 'import sys;exec(compile(sys.argv.pop(1),"<tidepool-driver>","exec"))' SOURCE
 # so that its frames can be told from the user's in tracebacks.
 # Standard library only. The protocol is described in protocol.go: frames
 # of a 4-byte big-endian length and a JSON object, read from fd 3 and written
@@ -10,15 +10,20 @@ import sys
 
 
 def _main():
-    # _ast, not ast, and traceback only when an error needs it: each
-    # import here delays every kernel's start (ast and traceback cost ~5 ms
-    # together, a tenth of the start).
+    # Every import here delays every kernel's start, so the driver keeps to
+    # modules that cost next to nothing: _ast, not ast; _json, not json
+    # (which imports re); _signal, not signal (enum); no linecache (tokenize,
+    # re) and no ctypes; traceback only when an error needs it. Together
+    # that is ~10 ms of a ~45 ms start.
     import _ast as ast
     import builtins
-    import json
-    import linecache
-    import signal
-    import types
+
+    try:
+        import _signal as signal
+    except ImportError:
+        import signal
+
+    loads, dumps = json_codec()
 
     # Private, non-inheritable copies of the protocol pipes: subprocesses
     # started by user code must not hold them (PEP 446: os.dup is
@@ -27,27 +32,25 @@ def _main():
     os.close(3)
     os.close(4)
 
-    # Line buffering keeps print() output in order with what subprocesses
-    # write to the same fds.
-    for s in (sys.stdout, sys.stderr):
+    # The agent starts python with -u, which leaves C stdio unbuffered: what
+    # C code prints is in the pipes when the driver answers, with no
+    # fflush(NULL) to call. It also leaves Python's streams write-through
+    # over raw files, where a partial write would lose the rest: give them
+    # back their buffered layer, flushed at each line (which keeps print()
+    # output in order with what subprocesses write to the same fds).
+    for name in ("stdout", "stderr"):
+        old = getattr(sys, name)
         try:
-            s.reconfigure(line_buffering=True)
+            new = open(old.fileno(), "w", encoding=old.encoding, errors=old.errors, closefd=False, line_buffering=True)
         except Exception:
-            pass
+            continue
+        setattr(sys, name, new)
+        setattr(sys, "__%s__" % name, new)
     sys.argv = [""]
-
-    libc_fflush = None
-    try:
-        import ctypes
-
-        libc_fflush = ctypes.CDLL(None).fflush
-        libc_fflush.argtypes = [ctypes.c_void_p]
-    except Exception:
-        pass
 
     # The user's namespace is a real __main__ module, so that pickle and
     # friends find classes defined in cells.
-    main = types.ModuleType("__main__")
+    main = type(sys)("__main__")
     main.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = main
     user_ns = main.__dict__
@@ -103,7 +106,7 @@ def _main():
                 if len(inbuf) >= 4 + n:
                     body = bytes(inbuf[4 : 4 + n])
                     del inbuf[: 4 + n]
-                    return json.loads(body)
+                    return loads(body.decode())
             chunk = os.read(rfd, 1 << 16)
             if not chunk:
                 return None
@@ -116,7 +119,7 @@ def _main():
             view = view[n:]
 
     def send(msg):
-        body = json.dumps(msg, separators=(",", ":")).encode()
+        body = dumps(msg).encode()
         write_all(wfd, len(body).to_bytes(4, "big") + body)
 
     def flush():
@@ -125,11 +128,6 @@ def _main():
         for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
             try:
                 s.flush()
-            except Exception:
-                pass
-        if libc_fflush is not None:
-            try:
-                libc_fflush(None)  # C-level stdio buffers (extensions)
             except Exception:
                 pass
 
@@ -149,7 +147,7 @@ def _main():
             r = r[:limit]
         j = None
         try:
-            j = json.dumps(v, allow_nan=False, default=json_default, separators=(",", ":"))
+            j = dumps(v, default=json_default, allow_nan=False)
             if len(j) > limit:
                 j = None
         except Exception:
@@ -210,15 +208,21 @@ def _main():
         plt.close("all")
         return images
 
-    sources = {}  # cell filename -> source, for tracebacks (bounded)
+    sources = {}  # cell filename -> its linecache entry (bounded)
 
     def remember(fname, code):
-        linecache.cache[fname] = (len(code), None, code.splitlines(True), fname)
-        sources[fname] = len(code)
+        entry = (len(code), None, code.splitlines(True), fname)
+        sources[fname] = entry
+        lc = sys.modules.get("linecache")
+        if lc is not None:
+            lc.cache[fname] = entry
         while len(sources) > 1000:
             old = next(iter(sources))
             del sources[old]
-            linecache.cache.pop(old, None)
+            if lc is not None:
+                lc.cache.pop(old, None)
+
+    sys.meta_path.insert(0, linecache_filler(sources))
 
     def execute(req):
         env = req.get("env")
@@ -310,6 +314,92 @@ def _main():
             send(init(req))
         else:
             send({"type": "error", "id": req.get("id", ""), "error": "unknown request %r" % kind})
+
+
+def json_codec():
+    """Returns loads(str) and dumps(obj, default=None, allow_nan=True) of
+    compact ASCII JSON. They are made of the C accelerator _json when it is
+    there and answers a probe as json would, else of json itself."""
+
+    def no_default(o):
+        raise TypeError("Object of type %s is not JSON serializable" % type(o).__name__)
+
+    try:
+        import _json
+
+        def no_constant(name):
+            raise ValueError("JSON constant %s" % name)
+
+        class Context:  # what json.decoder.JSONDecoder gives the scanner
+            strict = True
+            object_hook = None
+            object_pairs_hook = None
+            parse_float = float
+            parse_int = int
+            parse_constant = staticmethod(no_constant)
+
+        scan = _json.make_scanner(Context)
+
+        def loads(s):
+            v, end = scan(s, 0)
+            if end != len(s):
+                raise ValueError("extra data after JSON")
+            return v
+
+        def dumps(o, default=None, allow_nan=True):
+            enc = _json.make_encoder(
+                {}, default or no_default, _json.encode_basestring_ascii, None, ":", ",", False, False, allow_nan
+            )
+            return "".join(enc(o, 0))
+
+        probe = {"a": [1, -2.5, "\u00e9\n\"", None, True, False], "b": {}}
+        if dumps(probe) != '{"a":[1,-2.5,"\\u00e9\\n\\"",null,true,false],"b":{}}' or loads(dumps(probe)) != probe:
+            raise ValueError("_json differs from json")
+        return loads, dumps
+    except Exception:
+        import json
+
+        return json.loads, lambda o, default=None, allow_nan=True: json.dumps(
+            o, default=default, allow_nan=allow_nan, separators=(",", ":")
+        )
+
+
+def linecache_filler(sources):
+    """Returns a meta path finder that, the first time something imports
+    linecache (traceback, inspect, the user), puts the cells' sources in its
+    cache as the module loads: tracebacks and inspect.getsource then show
+    cell lines, and kernels that never need them do not import linecache."""
+
+    class Filler:
+        def __init__(self, loader):
+            self.loader = loader
+
+        def __getattr__(self, name):
+            return getattr(self.loader, name)
+
+        def create_module(self, spec):
+            return self.loader.create_module(spec)
+
+        def exec_module(self, module):
+            self.loader.exec_module(module)
+            module.cache.update(sources)
+
+    class Finder:
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            if name != "linecache":
+                return None
+            sys.meta_path.remove(Finder)
+            for finder in sys.meta_path:
+                find = getattr(finder, "find_spec", None)
+                spec = find(name, path, target) if find is not None else None
+                if spec is not None:
+                    if spec.loader is not None:
+                        spec.loader = Filler(spec.loader)
+                    return spec
+            return None
+
+    return Finder
 
 
 _main()

@@ -298,6 +298,8 @@ func TestPython(t *testing.T) {
 			}
 			return nil
 		}}}},
+		{"non-ASCII values and output", []step{{code: "print('é ✓')\n'é' + chr(0x1F600)", check: all(stdout("é ✓\n"), result(`"\u00e9\ud83d\ude00"`, "'é😀'", "str"))}}},
+		{"numpy-like values use tolist", []step{{code: "class A:\n    def tolist(self): return [1.5, None]\nA()", check: result(`[1.5,null]`, "*", "A")}}},
 		{"matplotlib is not imported unasked", []step{{code: "import sys; 'matplotlib' in sys.modules", check: result("false", "False", "bool")}}},
 	}
 	for _, tt := range tests {
@@ -341,6 +343,27 @@ func TestNode(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { run(t, m, wire.LangNode, tt.steps...) })
 	}
+}
+
+// TestPythonStartsLean: the driver starts without the modules it avoids
+// for the kernels' start time (see driver.py), and what it gave up for
+// them still works: cell sources reach linecache when something first
+// imports it, and C stdio is unbuffered without ctypes' fflush.
+func TestPythonStartsLean(t *testing.T) {
+	// Not the test process's environment: PYTHONUNBUFFERED there would
+	// hide a kernel started without -u.
+	env := []string{"PATH=/usr/bin:/bin"}
+	run(t, newManager(t, Options{Env: env}), wire.LangPython,
+		step{code: "import sys\nsorted(m for m in ('re', 'json', 'linecache', 'tokenize', 'ctypes', 'enum', 'ast') if m in sys.modules)", check: result(`[]`, "[]", "list")},
+		step{code: "def g():\n    raise ValueError('lazy')"},
+		step{code: "g()", check: failed("ValueError", "raise ValueError('lazy')")},
+	)
+	run(t, newManager(t, Options{Env: env}), wire.LangPython,
+		step{code: "def f():\n    return 1\nimport inspect\ninspect.getsource(f)", check: result(`"def f():\n    return 1\n"`, "*", "str")},
+	)
+	run(t, newManager(t, Options{Env: env}), wire.LangPython,
+		step{code: "import ctypes\n_ = ctypes.CDLL(None).printf(b'from C\\n')", check: stdout("from C\n")},
+	)
 }
 
 func TestTimeouts(t *testing.T) {

@@ -189,10 +189,11 @@ func New(opts Options) *Manager {
 func (m *Manager) argv(lang string) []string {
 	switch lang {
 	case wire.LangPython:
+		// -u: C stdio unbuffered (see the driver).
 		if m.opts.PythonBytecode != "" {
-			return []string{m.opts.Python, "-c", pythonCachedBootstrap, pythonDriver, m.opts.PythonBytecode, driverTag}
+			return []string{m.opts.Python, "-u", "-c", pythonCachedBootstrap, pythonDriver, m.opts.PythonBytecode, driverTag}
 		}
-		return []string{m.opts.Python, "-c", pythonBootstrap, pythonDriver}
+		return []string{m.opts.Python, "-u", "-c", pythonBootstrap, pythonDriver}
 	case wire.LangNode:
 		return []string{m.opts.Node, "--expose-internals", "-e", nodeDriver}
 	}
