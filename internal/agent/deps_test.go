@@ -7,12 +7,12 @@ import (
 )
 
 // TestDeps: the agent shares nothing with the server but its wire types
-// (DESIGN §2); the agent, its wire types and its client import only the
-// standard library and each other.
+// (DESIGN §2); the agent, its wire types, rawio and its client import only
+// the standard library and each other.
 func TestDeps(t *testing.T) {
 	const mod = "github.com/tidepool-dev/tidepool/"
-	allowed := map[string]bool{mod + "internal/agent/wire": true}
-	for _, dir := range []string{".", "wire", "client"} {
+	allowed := map[string]bool{mod + "internal/agent/wire": true, mod + "internal/agent/rawio": true}
+	for _, dir := range []string{".", "wire", "client", "rawio"} {
 		pkg, err := build.ImportDir(dir, 0)
 		if err != nil {
 			t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tidepool-dev/tidepool/internal/agent/rawio"
 	"github.com/tidepool-dev/tidepool/internal/agent/wire"
 )
 
@@ -131,10 +132,13 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 
 // serveFramed answers the calls on c, one at a time, until c ends.
 func (l *splitListener) serveFramed(c net.Conn) {
-	if _, err := io.WriteString(c, wire.FramePreface); err != nil {
+	// Raw reads and writes: calls to an idle agent then do not wake its
+	// runtime's monitor thread (see rawio).
+	rw := rawio.ReadWriter(c)
+	if _, err := io.WriteString(rw, wire.FramePreface); err != nil {
 		return
 	}
-	br := bufio.NewReaderSize(c, 16<<10)
+	br := bufio.NewReaderSize(rw, 16<<10)
 	// One goroutine runs the calls, so that its stack, grown by the
 	// first, serves the next ones; this one reads the next frame
 	// meanwhile, and cancels the call in progress if the client leaves.
@@ -148,7 +152,7 @@ func (l *splitListener) serveFramed(c net.Conn) {
 	defer close(calls)
 	go func() {
 		for cl := range calls {
-			if !l.s.serveCall(cl.ctx, c, cl.head, cl.body) {
+			if !l.s.serveCall(cl.ctx, rw, cl.head, cl.body) {
 				c.Close() // the answer could not be sent whole
 			}
 			close(cl.done)
@@ -177,7 +181,7 @@ func (l *splitListener) serveFramed(c net.Conn) {
 
 // serveCall runs one framed call through the HTTP handler and writes its
 // answer; it reports whether the answer was sent.
-func (s *Server) serveCall(ctx context.Context, c net.Conn, head string, body []byte) (sent bool) {
+func (s *Server) serveCall(ctx context.Context, c io.Writer, head string, body []byte) (sent bool) {
 	w := &frameWriter{header: http.Header{}}
 	method, path, ok := strings.Cut(head, " ")
 	switch {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tidepool-dev/tidepool/internal/agent/rawio"
 	"github.com/tidepool-dev/tidepool/internal/agent/wire"
 )
 
@@ -32,6 +33,7 @@ const handshakeTimeout = 10 * time.Second
 // framedConn is a connection of framed calls.
 type framedConn struct {
 	conn net.Conn
+	rw   io.ReadWriter // conn's raw reads and writes (see rawio)
 	br   *bufio.Reader
 	wbuf []byte
 	rbuf []byte
@@ -118,7 +120,7 @@ func decodeFramed(status int, body []byte, out any) error {
 // the next call.
 func (fc *framedConn) call(head string, body []byte) (status int, resp []byte, err error) {
 	fc.wbuf = wire.AppendFrame(fc.wbuf[:0], head, body)
-	if _, err := fc.conn.Write(fc.wbuf); err != nil {
+	if _, err := fc.rw.Write(fc.wbuf); err != nil {
 		return 0, nil, &writeError{err}
 	}
 	h, resp, buf, err := wire.ReadFrame(fc.br, fc.rbuf)
@@ -153,8 +155,9 @@ func (c *Client) framedConn(ctx context.Context) (fc *framedConn, reused bool, e
 		deadline = d
 	}
 	conn.SetDeadline(deadline)
-	fc = &framedConn{conn: conn, br: bufio.NewReaderSize(conn, 16<<10)}
-	if _, err := io.WriteString(conn, wire.FramePreface); err != nil {
+	rw := rawio.ReadWriter(conn)
+	fc = &framedConn{conn: conn, rw: rw, br: bufio.NewReaderSize(rw, 16<<10)}
+	if _, err := io.WriteString(rw, wire.FramePreface); err != nil {
 		conn.Close()
 		return nil, false, fmt.Errorf("framed handshake: %w", err)
 	}

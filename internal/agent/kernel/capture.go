@@ -1,11 +1,12 @@
 package kernel
 
 import (
-	"errors"
 	"os"
 	"sync"
 	"syscall"
 	"unicode/utf8"
+
+	"github.com/tidepool-dev/tidepool/internal/agent/rawio"
 )
 
 // output is what one stream produced for one execution.
@@ -69,16 +70,13 @@ func (c *capture) readLocked(fd uintptr, max int) bool {
 		return true
 	}
 	for read := 0; max < 0 || read < max; {
-		n, err := syscall.Read(int(fd), c.chunk)
+		n, errno := rawio.ReadFD(fd, c.chunk)
 		if n > 0 {
 			c.appendLocked(c.chunk[:n])
 			read += n
 			continue
 		}
-		switch {
-		case errors.Is(err, syscall.EINTR):
-			continue
-		case errors.Is(err, syscall.EAGAIN):
+		if errno == syscall.EAGAIN {
 			return false
 		}
 		c.ended = true // n == 0: the end; or a real error

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tidepool-dev/tidepool/internal/agent/rawio"
 )
 
 // Bounds on waiting for a dying kernel.
@@ -27,8 +30,12 @@ type process struct {
 
 	req  *os.File // requests, the driver's fd 3
 	resp *os.File // responses, the driver's fd 4
-	outR *os.File // the driver's fd 1
-	errR *os.File // the driver's fd 2
+	// Raw reads and writes of req and resp (see rawio): the agent is idle
+	// between executions.
+	reqW  *rawio.File
+	respR *rawio.File
+	outR  *os.File // the driver's fd 1
+	errR  *os.File // the driver's fd 2
 
 	stdout, stderr *capture
 	msgs           chan *response // closed when the response pipe ends
@@ -81,6 +88,14 @@ func spawn(lang string, argv []string, dir string, env []string, limit int) (p *
 		return nil, err
 	}
 
+	reqRaw, err := rawio.New(reqW)
+	if err != nil {
+		return nil, err
+	}
+	respRaw, err := rawio.New(respR)
+	if err != nil {
+		return nil, err
+	}
 	stdout, err := newCapture(outR, limit)
 	if err != nil {
 		return nil, err
@@ -111,6 +126,8 @@ func spawn(lang string, argv []string, dir string, env []string, limit int) (p *
 		started: time.Now(),
 		req:     reqW,
 		resp:    respR,
+		reqW:    reqRaw,
+		respR:   respRaw,
 		outR:    outR,
 		errR:    errR,
 		stdout:  stdout,
@@ -133,8 +150,9 @@ func spawn(lang string, argv []string, dir string, env []string, limit int) (p *
 func (p *process) readResponses() {
 	defer close(p.msgs)
 	var buf []byte
+	br := bufio.NewReaderSize(p.respR, 16<<10)
 	for {
-		body, err := readFrame(p.resp, buf)
+		body, err := readFrame(br, buf)
 		if err != nil {
 			return
 		}
@@ -158,7 +176,7 @@ func (p *process) send(msg request, deadline time.Time) error {
 		return err
 	}
 	p.req.SetWriteDeadline(deadline)
-	_, err = p.req.Write(frame)
+	_, err = p.reqW.Write(frame)
 	return err
 }
 
