@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Code input and execution types, canonical spelling.
@@ -44,6 +45,27 @@ type executionRequest struct {
 	HasShell     bool
 }
 
+// executionFields are the keys of an execution body, top-level or in
+// "properties"; encoding/json matches them case-insensitively. Each is
+// decoded on its own, tolerantly.
+type executionFields struct {
+	Properties                         json.RawMessage
+	Identifier                         json.RawMessage
+	CodeInputType                      json.RawMessage
+	ExecutionType                      json.RawMessage
+	Code                               json.RawMessage
+	PythonCode                         json.RawMessage
+	TimeoutInSeconds                   json.RawMessage
+	OutputStreamsMaxLength             json.RawMessage
+	UseEmptyKernel                     json.RawMessage
+	ReturnJupyterFormatExecutionResult json.RawMessage
+	ReturnJupyterFormat                json.RawMessage
+	ShellCommand                       json.RawMessage
+	Command                            json.RawMessage
+	ExecCommandAndArgs                 json.RawMessage
+	Stdin                              json.RawMessage
+}
+
 // decodeExecution decodes an execution body: a JSON object, optionally
 // wrapped in "properties"; keys and enum values match case-insensitively;
 // unknown keys are ignored. Errors are *arm.Error (400).
@@ -52,40 +74,30 @@ func decodeExecution(body []byte) (*executionRequest, error) {
 	if len(body) == 0 {
 		return nil, badRequest("InvalidRequestBody", "The request body is empty; send a JSON object with 'code' (or 'shellCommand').")
 	}
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil || top == nil {
+	var f executionFields
+	if body[0] != '{' || json.Unmarshal(body, &f) != nil {
 		return nil, badRequest("InvalidRequestBody", "The request body is not a JSON object.")
 	}
-	fields := map[string]json.RawMessage{}
-	merge := func(m map[string]json.RawMessage) {
-		for k, v := range m {
-			fields[strings.ToLower(k)] = v
-		}
-	}
-	merge(top)
-	if raw, ok := fields["properties"]; ok {
-		var props map[string]json.RawMessage
-		if json.Unmarshal(raw, &props) == nil && props != nil {
-			merge(props) // properties win over top-level fields
-		}
+	if props := bytes.TrimSpace(f.Properties); len(props) > 0 && props[0] == '{' {
+		// Decoded over the top-level fields: properties win.
+		_ = json.Unmarshal(props, &f) // a part of a valid body; cannot fail
 	}
 	req := &executionRequest{}
 	var err error
-	str := func(name string) (string, bool, error) {
-		raw, ok := fields[name]
-		if !ok || isNull(raw) {
+	str := func(raw json.RawMessage, name string) (string, bool, error) {
+		if raw == nil || isNull(raw) {
 			return "", false, nil
 		}
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
+		s, ok := jsonString(raw)
+		if !ok {
 			return "", false, badRequest("InvalidRequestBody", "The field '%s' must be a string.", name)
 		}
 		return s, true, nil
 	}
-	if req.Identifier, _, err = str("identifier"); err != nil {
+	if req.Identifier, _, err = str(f.Identifier, "identifier"); err != nil {
 		return nil, err
 	}
-	inputType, _, err := str("codeinputtype")
+	inputType, _, err := str(f.CodeInputType, "codeInputType")
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +111,7 @@ func decodeExecution(body []byte) (*executionRequest, error) {
 	default:
 		return nil, badRequest("InvalidCodeInputType", "The codeInputType '%s' is invalid; use Inline, InlineBase64 or InlineText.", clip(inputType))
 	}
-	execType, _, err := str("executiontype")
+	execType, _, err := str(f.ExecutionType, "executionType")
 	if err != nil {
 		return nil, err
 	}
@@ -111,12 +123,12 @@ func decodeExecution(body []byte) (*executionRequest, error) {
 	default:
 		return nil, badRequest("InvalidExecutionType", "The executionType '%s' is invalid; use Synchronous or Asynchronous.", clip(execType))
 	}
-	code, ok, err := str("code")
+	code, ok, err := str(f.Code, "code")
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		if code, _, err = str("pythoncode"); err != nil {
+		if code, _, err = str(f.PythonCode, "pythonCode"); err != nil {
 			return nil, err
 		}
 	}
@@ -128,60 +140,67 @@ func decodeExecution(body []byte) (*executionRequest, error) {
 		code = string(b)
 	}
 	req.Code = code
-	if req.TimeoutSeconds, err = integer(fields, "timeoutinseconds"); err != nil {
+	if req.TimeoutSeconds, err = integer(f.TimeoutInSeconds, "timeoutInSeconds"); err != nil {
 		return nil, err
 	}
-	if req.OutputStreamsMaxLength, err = integer(fields, "outputstreamsmaxlength"); err != nil {
+	if req.OutputStreamsMaxLength, err = integer(f.OutputStreamsMaxLength, "outputStreamsMaxLength"); err != nil {
 		return nil, err
 	}
-	if req.UseEmptyKernel, err = boolean(fields, "useemptykernel"); err != nil {
+	if req.UseEmptyKernel, err = boolean(f.UseEmptyKernel, "useEmptyKernel"); err != nil {
 		return nil, err
 	}
-	if req.JupyterFormat, err = boolean(fields, "returnjupyterformatexecutionresult"); err != nil {
+	if req.JupyterFormat, err = boolean(f.ReturnJupyterFormatExecutionResult, "returnJupyterFormatExecutionResult"); err != nil {
 		return nil, err
 	}
 	if !req.JupyterFormat {
-		if req.JupyterFormat, err = boolean(fields, "returnjupyterformat"); err != nil {
+		if req.JupyterFormat, err = boolean(f.ReturnJupyterFormat, "returnJupyterFormat"); err != nil {
 			return nil, err
 		}
 	}
-	for _, name := range []string{"shellcommand", "command", "execcommandandargs"} {
-		raw, ok := fields[name]
-		if !ok || isNull(raw) {
+	for _, field := range []struct {
+		name string
+		raw  json.RawMessage
+	}{{"shellCommand", f.ShellCommand}, {"command", f.Command}, {"execCommandAndArgs", f.ExecCommandAndArgs}} {
+		if field.raw == nil || isNull(field.raw) || req.HasShell {
 			continue
 		}
-		var s string
 		var argv []string
-		switch {
-		case json.Unmarshal(raw, &s) == nil:
-			if req.HasShell {
-				continue
-			}
+		if s, ok := jsonString(field.raw); ok {
 			req.ShellCommand, req.HasShell = s, true
-		case json.Unmarshal(raw, &argv) == nil:
-			if req.HasShell {
-				continue
-			}
+		} else if json.Unmarshal(field.raw, &argv) == nil {
 			if len(argv) == 0 {
-				return nil, badRequest("InvalidShellCommand", "The field '%s' is an empty array; give the program and its arguments.", name)
+				return nil, badRequest("InvalidShellCommand", "The field '%s' is an empty array; give the program and its arguments.", field.name)
 			}
 			req.Argv, req.HasShell = argv, true
-		default:
-			return nil, badRequest("InvalidShellCommand", "The field '%s' must be a string or an array of strings.", name)
+		} else {
+			return nil, badRequest("InvalidShellCommand", "The field '%s' must be a string or an array of strings.", field.name)
 		}
 	}
-	if req.Stdin, _, err = str("stdin"); err != nil {
+	if req.Stdin, _, err = str(f.Stdin, "stdin"); err != nil {
 		return nil, err
 	}
 	return req, nil
 }
 
+// jsonString decodes raw, a JSON value, when it is a string; a string
+// without escapes (the usual case) costs no decoder.
+func jsonString(raw json.RawMessage) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		return string(inner), true
+	}
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err == nil
+}
+
 func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
 
 // integer reads a number, or a string holding one.
-func integer(fields map[string]json.RawMessage, name string) (int64, error) {
-	raw, ok := fields[name]
-	if !ok || isNull(raw) {
+func integer(raw json.RawMessage, name string) (int64, error) {
+	if raw == nil || isNull(raw) {
 		return 0, nil
 	}
 	var f float64
@@ -204,9 +223,8 @@ func integer(fields map[string]json.RawMessage, name string) (int64, error) {
 }
 
 // boolean reads a bool, or a string holding one.
-func boolean(fields map[string]json.RawMessage, name string) (bool, error) {
-	raw, ok := fields[name]
-	if !ok || isNull(raw) {
+func boolean(raw json.RawMessage, name string) (bool, error) {
+	if raw == nil || isNull(raw) {
 		return false, nil
 	}
 	var b bool

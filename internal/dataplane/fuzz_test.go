@@ -30,6 +30,14 @@ func TestDecodeExecution(t *testing.T) {
 			func(r *executionRequest) bool { return len(r.Argv) == 2 && r.Stdin == "in" }},
 		{"unknown fields", `{"code":"1","networkStatus":"EgressDisabled","sanitizeInput":true,"extra":{"a":[1]}}`,
 			func(r *executionRequest) bool { return r.Code == "1" }},
+		{"properties win", `{"code":"top","properties":{"code":"inner"}}`,
+			func(r *executionRequest) bool { return r.Code == "inner" }},
+		{"keys in any case", `{"CODE":"x","TIMEOUTINSECONDS":5,"ExecutionType":"async"}`,
+			func(r *executionRequest) bool { return r.Code == "x" && r.TimeoutSeconds == 5 && r.ExecutionType == execAsynchronous }},
+		{"properties not an object", `{"properties":"p","code":"x"}`,
+			func(r *executionRequest) bool { return r.Code == "x" }},
+		{"escapes", `{"code":"print(\"\u00e9\")\n"}`,
+			func(r *executionRequest) bool { return r.Code == "print(\"é\")\n" }},
 		{"jupyter alias", `{"code":"1","returnJupyterFormat":true,"outputStreamsMaxLength":10}`,
 			func(r *executionRequest) bool { return r.JupyterFormat && r.OutputStreamsMaxLength == 10 }},
 	}
@@ -39,7 +47,7 @@ func TestDecodeExecution(t *testing.T) {
 			t.Errorf("%s: %+v, %v", tt.name, r, err)
 		}
 	}
-	for _, bad := range []string{``, `[]`, `"x"`, `{"code":1}`, `{"codeInputType":"Pdf","code":"x"}`, `{"timeoutInSeconds":-1,"code":"x"}`,
+	for _, bad := range []string{``, `null`, `[]`, `"x"`, `{"code":"x"`, `{"stdin":true}`, `{"code":1}`, `{"codeInputType":"Pdf","code":"x"}`, `{"timeoutInSeconds":-1,"code":"x"}`,
 		`{"shellCommand":[]}`, `{"shellCommand":{"a":1}}`, `{"codeInputType":"InlineBase64","code":"!!"}`} {
 		_, err := decodeExecution([]byte(bad))
 		var ae *arm.Error
