@@ -365,10 +365,10 @@ def json_codec():
 
 
 def linecache_filler(sources):
-    """Returns a meta path finder that, the first time something imports
-    linecache (traceback, inspect, the user), puts the cells' sources in its
-    cache as the module loads: tracebacks and inspect.getsource then show
-    cell lines, and kernels that never need them do not import linecache."""
+    """Returns a meta path finder that, when something imports linecache
+    (traceback, inspect, the user), puts the cells' sources in its cache as
+    the module loads: tracebacks and inspect.getsource then show cell lines,
+    and kernels that never need them do not import linecache."""
 
     class Filler:
         def __init__(self, loader):
@@ -389,10 +389,11 @@ def linecache_filler(sources):
         def find_spec(name, path=None, target=None):
             if name != "linecache":
                 return None
-            sys.meta_path.remove(Finder)
             for finder in sys.meta_path:
                 find = getattr(finder, "find_spec", None)
-                spec = find(name, path, target) if find is not None else None
+                if finder is Finder or find is None:
+                    continue
+                spec = find(name, path, target)
                 if spec is not None:
                     if spec.loader is not None:
                         spec.loader = Filler(spec.loader)
