@@ -33,7 +33,9 @@ func TestDecodeExecution(t *testing.T) {
 		{"properties win", `{"code":"top","properties":{"code":"inner"}}`,
 			func(r *executionRequest) bool { return r.Code == "inner" }},
 		{"keys in any case", `{"CODE":"x","TIMEOUTINSECONDS":5,"ExecutionType":"async"}`,
-			func(r *executionRequest) bool { return r.Code == "x" && r.TimeoutSeconds == 5 && r.ExecutionType == execAsynchronous }},
+			func(r *executionRequest) bool {
+				return r.Code == "x" && r.TimeoutSeconds == 5 && r.ExecutionType == execAsynchronous
+			}},
 		{"properties not an object", `{"properties":"p","code":"x"}`,
 			func(r *executionRequest) bool { return r.Code == "x" }},
 		{"escapes", `{"code":"print(\"\u00e9\")\n"}`,

@@ -78,6 +78,11 @@
 // fill ends in ENOSPC inside the sandbox; /tmp is a tmpfs of a quarter of
 // that size, charged to the memory limit too. The cgroups are created by
 // the runtime at <parent>/<id> (WithCgroupParent), on cgroup v1 and v2.
+// On a v2-only host a server with a relative parent moves itself into a
+// "supervisor" leaf of its cgroup and enables the controllers below it
+// (prepareCgroupV2), as systemd expects of a service with Delegate=yes.
+// The suite runs on v1 hosts; TestCgroupV2Guest runs the limit and leak
+// tests for runc and crun on a v2-only kernel in a QEMU guest.
 // Under runc and crun a memory bomb is OOM-killed inside the sandbox's
 // cgroup and the agent lives on; under runsc the sandbox's kernel is one
 // host process, so the OOM killer ends the whole sandbox (List then

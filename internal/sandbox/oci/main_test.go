@@ -209,7 +209,7 @@ func cleanupHost() error {
 		errs = append(errs, err)
 	}
 	for _, flavour := range flavours {
-		paths, err := runtimeCgroupPaths(flavour, testCgroupParent)
+		paths, err := testCgroupPaths(flavour)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -220,6 +220,25 @@ func cleanupHost() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// testCgroupPaths are the test runtimes' cgroup parent directories. A
+// runtime resolves the relative testCgroupParent against the process's
+// cgroup; on cgroup v2, against the one the process had before New moved
+// it into its "supervisor" leaf (prepareCgroupV2).
+func testCgroupPaths(flavour string) (map[string]string, error) {
+	if !cgroupV2Only() {
+		return runtimeCgroupPaths(flavour, testCgroupParent)
+	}
+	own, err := processCgroupsRaw(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	p := own[""]
+	if filepath.Base(p) == "supervisor" {
+		p = filepath.Dir(p)
+	}
+	return map[string]string{"": filepath.Join("/sys/fs/cgroup", p, testCgroupParent)}, nil
 }
 
 // helperCreate is the test binary as a server process: it creates one
@@ -360,7 +379,7 @@ func snapshot(t testing.TB, root string) hostSnapshot {
 	}
 	var paths []string
 	for _, flavour := range flavours {
-		m, _ := runtimeCgroupPaths(flavour, testCgroupParent)
+		m, _ := testCgroupPaths(flavour)
 		for _, p := range m {
 			if !slices.Contains(paths, p) {
 				paths = append(paths, p)

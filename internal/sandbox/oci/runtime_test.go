@@ -362,8 +362,14 @@ except MemoryError:
 			if res.Signal != "SIGKILL" && res.ExitCode != 137 || strings.Contains(res.Stdout, "survived") {
 				t.Errorf("memory bomb was not stopped: %+v", res)
 			}
-			if oom, err := readCgroupFile(st.Cgroups, "memory.oom_control"); err == nil && !strings.Contains(oom, "oom_kill 1") {
-				t.Errorf("memory.oom_control: %q, want one OOM kill", oom)
+			// The OOM kill counter: memory.oom_control on cgroup v1,
+			// memory.events on v2.
+			oomFile := "memory.oom_control"
+			if cgroupV2Only() {
+				oomFile = "memory.events"
+			}
+			if oom, err := readCgroupFile(st.Cgroups, oomFile); err != nil || !strings.Contains(oom, "oom_kill 1") {
+				t.Errorf("%s: %q, %v; want one OOM kill", oomFile, oom, err)
 			}
 			wantHealthy(t, sb) // the agent survives
 			if res := execIn(t, sb, 10*time.Second, "true"); res.ExitCode != 0 {
