@@ -182,6 +182,9 @@ func (c *Controller) next() string {
 func (c *Controller) Run(ctx context.Context) error {
 	defer c.shutdown()
 	if err := c.resync(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: a shutdown, not a failure
+		}
 		return err
 	}
 	var loops sync.WaitGroup
@@ -192,6 +195,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	}()
 	if c.rt != nil {
 		if err := c.adopt(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
 		c.adoptedOnce.Do(func() { close(c.adopted) })

@@ -219,6 +219,18 @@ func TestRunResumesWork(t *testing.T) {
 	}
 }
 
+// TestRunStoppedWhileStarting: a Run whose context ends before its
+// resync has read the store is a shutdown, not a failure.
+func TestRunStoppedWhileStarting(t *testing.T) {
+	st := newStore(t)
+	putPool(t, st, model.StateInProgress)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := New(st).Run(ctx); err != nil {
+		t.Errorf("Run with a context ended at start = %v, want nil", err)
+	}
+}
+
 // TestEnqueueCoalesces checks that repeated requests for one id before a
 // worker runs become one pending item.
 func TestEnqueueCoalesces(t *testing.T) {

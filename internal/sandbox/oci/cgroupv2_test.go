@@ -46,14 +46,15 @@ func TestCgroupV2Guest(t *testing.T) {
 	}
 
 	// The guest sees the host's root but for its tmpfs mounts (/tmp,
-	// /run, /var/tmp): its files go under /var/lib.
+	// /run, /var/tmp): its files, and a copy of this package's directory
+	// (the tests' working directory, and the scripts), go under /var/lib.
 	dir, err := os.MkdirTemp("/var/lib", "tidepool-v2vm-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	pkg, err := os.Getwd()
-	if err != nil {
+	pkg := filepath.Join(dir, "pkg")
+	if err := os.CopyFS(pkg, os.DirFS(".")); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 25*time.Minute)
@@ -69,7 +70,7 @@ func TestCgroupV2Guest(t *testing.T) {
 	run("go", "test", "-c", "-o", filepath.Join(dir, "oci.test"), ".")
 	run("go", "build", "-trimpath", "-o", filepath.Join(dir, "tidepool-agent"), "../../../cmd/tidepool-agent")
 	initrd := filepath.Join(dir, "initrd.cpio.gz")
-	run("testdata/v2vm/build-initramfs.sh", initrd, kver)
+	run(filepath.Join(pkg, "testdata/v2vm/build-initramfs.sh"), initrd, kver)
 
 	// The kernel's command line splits at spaces: the guest's command goes
 	// in a file.
