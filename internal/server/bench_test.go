@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"github.com/tidepool-dev/tidepool/internal/agent/client"
+	"github.com/tidepool-dev/tidepool/internal/agent/kernel"
 	"github.com/tidepool-dev/tidepool/internal/agent/wire"
 	"github.com/tidepool-dev/tidepool/internal/sandbox"
 	"github.com/tidepool-dev/tidepool/internal/sandbox/sandboxtest"
@@ -100,9 +103,20 @@ func (s *benchSummary) print(b *testing.B) {
 	http0 := s.p50["floor/loopback-http"]
 	for _, name := range s.order {
 		if r, ok := s.rate[name]; ok {
-			note := "(target ≥ 5000/s)"
-			if floor, ok := s.rate["floor/agent-throughput-50/"+name[strings.LastIndex(name, "/")+1:]]; ok && !strings.HasPrefix(name, "floor/") {
-				note = fmt.Sprintf("(target ≥ 5000/s); %.2f× the agents' own %.0f/s", r/floor, floor)
+			note := ""
+			if !strings.HasPrefix(name, "floor/") {
+				note = "(target ≥ 5000/s)"
+				rt := name[strings.LastIndex(name, "/")+1:]
+				for _, f := range []struct{ name, what string }{
+					{"floor/http-agent-throughput-50/" + rt, "bare HTTP over the agents"},
+					{"floor/agent-throughput-50/" + rt, "the agents"},
+					{"floor/http-kernels-throughput-50", "bare HTTP over in-process kernels"},
+					{"floor/kernels-throughput-50", "the kernels"},
+				} {
+					if floor, ok := s.rate[f.name]; ok {
+						note += fmt.Sprintf("; %.2f× %s %.0f/s", r/floor, f.what, floor)
+					}
+				}
 			}
 			fmt.Fprintf(&out, "%-42s %10s %10s %.0f executions/s %s\n", name, "", "", r, note)
 			continue
@@ -366,51 +380,41 @@ func benchExisting(b *testing.B, e *benchEnv, sum *benchSummary) {
 	l.report(b, sum, "existing/"+e.name)
 }
 
-// benchThroughput: print(1) on 50 sessions, 50 clients at once (one per
-// session: a session's kernel runs one execution at a time).
+// The throughput figure and its floors: print(1) on 50 sessions, 50
+// callers at once, each always on its own session (a session's kernel runs
+// one execution at a time). From the bottom up:
+//
+//	floor/kernels-throughput-50        50 kernels driven by kernel managers in this process
+//	floor/http-kernels-throughput-50   the same behind a bare net/http handler
+//	floor/agent-throughput-50/RT       50 of the pool's sandboxes through their agent clients
+//	floor/http-agent-throughput-50/RT  the same behind a bare net/http handler
+//	throughput-50/RT                   tidepool's data plane
+//
+// The differences between them are what the agent hop, HTTP and the
+// server's own work cost.
+
+// executor runs print(1) on session i and returns its stdout.
+type executor func(ctx context.Context, i int) (string, error)
+
+// benchThroughput: tidepool's data plane.
 func benchThroughput(b *testing.B, e *benchEnv, sum *benchSummary) {
 	ctx := b.Context()
 	const sessions = 50
 	idents := make([]string, sessions)
-	var wg sync.WaitGroup
-	errs := make(chan error, sessions)
 	for i := range idents {
 		idents[i] = fmt.Sprintf("tput-%s-%d", e.name, i)
-		wg.Go(func() {
-			if _, _, err := e.execV1(ctx, e.tput, idents[i], "print(1)"); err != nil {
-				errs <- err
-			}
-		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
-	}
-	var next atomic.Int64
-	b.SetParallelism((sessions + 1) / 2) // × GOMAXPROCS goroutines
-	t0 := time.Now()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		ident := idents[int(next.Add(1)-1)%sessions]
-		for pb.Next() {
-			if _, _, err := e.execV1(ctx, e.tput, ident, "print(1)"); err != nil {
-				b.Error(err)
-				return
-			}
-		}
+	rate := parallelRate(b, sessions, func(i int) error {
+		_, _, err := e.execV1(ctx, e.tput, idents[i], "print(1)")
+		return err
 	})
-	rate := float64(b.N) / time.Since(t0).Seconds()
-	b.ReportMetric(rate, "execs/s")
 	sum.setRate("throughput-50/"+e.name, rate)
 }
 
-// benchAgentThroughput: the floor of the throughput figure, print(1)
-// straight through the agent clients of 50 of the throughput pool's
-// sandboxes, 50 clients at once (no server).
-func benchAgentThroughput(b *testing.B, e *benchEnv, sum *benchSummary) {
-	ctx := b.Context()
-	list, err := e.rt.List(ctx)
+// agentExecutor drives 50 of the throughput pool's sandboxes straight
+// through their agent clients (no server).
+func agentExecutor(b *testing.B, e *benchEnv) executor {
+	list, err := e.rt.List(b.Context())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -418,30 +422,145 @@ func benchAgentThroughput(b *testing.B, e *benchEnv, sum *benchSummary) {
 	for _, sb := range list {
 		if strings.EqualFold(sb.Labels["tidepool.pool"], e.tputKey) && len(clients) < 50 {
 			c := client.New(sb.Socket)
-			defer c.Close()
+			b.Cleanup(func() { c.Close() })
 			clients = append(clients, c)
 		}
 	}
 	if len(clients) < 50 {
 		b.Fatalf("the throughput pool has %d sandboxes, want 50", len(clients))
 	}
+	return func(ctx context.Context, i int) (string, error) {
+		res, err := clients[i].Execute(ctx, wire.LangPython, wire.ExecuteRequest{Code: "print(1)"})
+		if err != nil {
+			return "", err
+		}
+		return res.Stdout, nil
+	}
+}
+
+// kernelsExecutor drives 50 Python kernels with kernel managers in this
+// process, as an agent drives its sandbox's kernel, with no agent process
+// and no server between: the ceiling of the throughput figure. The kernels
+// start on first use and live until the benchmark ends.
+func kernelsExecutor(b *testing.B) func(b *testing.B) executor {
+	var (
+		once     sync.Once
+		managers []*kernel.Manager
+		err      error
+	)
+	b.Cleanup(func() {
+		for _, m := range managers {
+			m.Close()
+		}
+	})
+	return func(b *testing.B) executor {
+		once.Do(func() {
+			log := slog.New(slog.DiscardHandler)
+			for range 50 {
+				m := kernel.New(kernel.Options{Cwd: os.TempDir(), Logger: log})
+				managers = append(managers, m)
+				if err = m.Start(context.Background(), wire.LangPython); err != nil {
+					return
+				}
+			}
+		})
+		if err != nil {
+			b.Fatalf("start 50 kernels: %v", err)
+		}
+		return func(ctx context.Context, i int) (string, error) {
+			res, err := managers[i].Execute(ctx, wire.LangPython, wire.ExecuteRequest{Code: "print(1)"})
+			if err != nil {
+				return "", err
+			}
+			return res.Stdout, nil
+		}
+	}
+}
+
+// benchFloorThroughput measures exec from 50 callers, straight or, with
+// viaHTTP, through a bare net/http handler: it decodes the v1 body, calls
+// exec on the session its identifier names and encodes the result, and
+// checks nothing. The callers send what the data-plane clients send (a
+// token of a real one's length, kept-alive connections).
+func benchFloorThroughput(b *testing.B, name string, exec executor, viaHTTP bool, sum *benchSummary) {
+	ctx := b.Context()
+	do := func(i int) error {
+		out, err := exec(ctx, i)
+		if err == nil && out != "1\n" {
+			err = fmt.Errorf("print(1) printed %q", out)
+		}
+		return err
+	}
+	if viaHTTP {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var body struct{ Properties struct{ Code string } }
+			i, err := strconv.Atoi(r.URL.Query().Get("identifier"))
+			if err == nil {
+				err = json.NewDecoder(r.Body).Decode(&body)
+			}
+			if err != nil || i < 0 || i >= 50 {
+				http.Error(w, fmt.Sprint("bad request: ", err), http.StatusBadRequest)
+				return
+			}
+			out, err := exec(r.Context(), i)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(map[string]any{"properties": map[string]any{
+				"status": "Success", "stdout": out, "stderr": "", "executionResult": "",
+			}})
+		})}
+		go hs.Serve(ln)
+		defer hs.Close()
+		tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, DisableCompression: true}
+		defer tr.CloseIdleConnections()
+		bare := &benchEnv{hc: &http.Client{Transport: tr}, token: strings.Repeat("x", 1200)}
+		endpoint := "http://" + ln.Addr().String()
+		do = func(i int) error {
+			_, _, err := bare.execV1(ctx, endpoint, strconv.Itoa(i), "print(1)")
+			return err
+		}
+	}
+	sum.setRate(name, parallelRate(b, 50, do))
+}
+
+// parallelRate calls do from n callers at once, caller i always with i,
+// once each first (connections open, kernels warm), then until b.N calls
+// are made; it reports and returns the calls per second.
+func parallelRate(b *testing.B, n int, do func(i int) error) float64 {
+	b.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() { errs[i] = do(i) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		b.Fatal(err)
+	}
 	var next atomic.Int64
-	b.SetParallelism(25)
+	procs := runtime.GOMAXPROCS(0)
+	b.SetParallelism((n + procs - 1) / procs) // × GOMAXPROCS goroutines
 	t0 := time.Now()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		c := clients[int(next.Add(1)-1)%len(clients)]
+		i := int(next.Add(1)-1) % n
 		for pb.Next() {
-			res, err := c.Execute(ctx, "python", wire.ExecuteRequest{Code: "print(1)"})
-			if err != nil || res.Stdout != "1\n" {
-				b.Error(res, err)
+			if err := do(i); err != nil {
+				b.Error(err)
 				return
 			}
 		}
 	})
 	rate := float64(b.N) / time.Since(t0).Seconds()
 	b.ReportMetric(rate, "execs/s")
-	sum.setRate("floor/agent-throughput-50/"+e.name, rate)
+	return rate
 }
 
 // benchLoopback: the loopback HTTP floor, a POST with a small JSON body to
@@ -549,6 +668,11 @@ func benchRuntimes(b *testing.B) (names []string, newRuntimes func(name string) 
 func BenchmarkDataPlane(b *testing.B) {
 	sum := &benchSummary{p50: map[string]time.Duration{}, p99: map[string]time.Duration{}, rate: map[string]float64{}}
 	b.Run("floor/loopback-http", func(b *testing.B) { benchLoopback(b, sum) })
+	kernels := kernelsExecutor(b)
+	for _, viaHTTP := range []bool{false, true} {
+		name := map[bool]string{false: "floor/kernels-throughput-50", true: "floor/http-kernels-throughput-50"}[viaHTTP]
+		b.Run(name, func(b *testing.B) { benchFloorThroughput(b, name, kernels(b), viaHTTP, sum) })
+	}
 	names, mk := benchRuntimes(b)
 	for _, name := range names {
 		rt, floor, dataDir, settle := mk(name)
@@ -557,7 +681,12 @@ func BenchmarkDataPlane(b *testing.B) {
 		b.Run("first-exec/"+name, func(b *testing.B) { benchFirst(b, e, sum) })
 		b.Run("existing/"+name, func(b *testing.B) { benchExisting(b, e, sum) })
 		b.Run("throughput-50/"+name, func(b *testing.B) { benchThroughput(b, e, sum) })
-		b.Run("floor/agent-throughput-50/"+name, func(b *testing.B) { benchAgentThroughput(b, e, sum) })
+		b.Run("floor/agent-throughput-50/"+name, func(b *testing.B) {
+			benchFloorThroughput(b, "floor/agent-throughput-50/"+name, agentExecutor(b, e), false, sum)
+		})
+		b.Run("floor/http-agent-throughput-50/"+name, func(b *testing.B) {
+			benchFloorThroughput(b, "floor/http-agent-throughput-50/"+name, agentExecutor(b, e), true, sum)
+		})
 	}
 	sum.print(b)
 }
