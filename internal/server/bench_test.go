@@ -668,11 +668,12 @@ func benchRuntimes(b *testing.B) (names []string, newRuntimes func(name string) 
 func BenchmarkDataPlane(b *testing.B) {
 	sum := &benchSummary{p50: map[string]time.Duration{}, p99: map[string]time.Duration{}, rate: map[string]float64{}}
 	b.Run("floor/loopback-http", func(b *testing.B) { benchLoopback(b, sum) })
-	kernels := kernelsExecutor(b)
-	for _, viaHTTP := range []bool{false, true} {
-		name := map[bool]string{false: "floor/kernels-throughput-50", true: "floor/http-kernels-throughput-50"}[viaHTTP]
-		b.Run(name, func(b *testing.B) { benchFloorThroughput(b, name, kernels(b), viaHTTP, sum) })
+	floorRate := func(name string, exec func(*testing.B) executor, viaHTTP bool) {
+		b.Run(name, func(b *testing.B) { benchFloorThroughput(b, name, exec(b), viaHTTP, sum) })
 	}
+	kernels := kernelsExecutor(b)
+	floorRate("floor/kernels-throughput-50", kernels, false)
+	floorRate("floor/http-kernels-throughput-50", kernels, true)
 	names, mk := benchRuntimes(b)
 	for _, name := range names {
 		rt, floor, dataDir, settle := mk(name)
@@ -681,12 +682,9 @@ func BenchmarkDataPlane(b *testing.B) {
 		b.Run("first-exec/"+name, func(b *testing.B) { benchFirst(b, e, sum) })
 		b.Run("existing/"+name, func(b *testing.B) { benchExisting(b, e, sum) })
 		b.Run("throughput-50/"+name, func(b *testing.B) { benchThroughput(b, e, sum) })
-		b.Run("floor/agent-throughput-50/"+name, func(b *testing.B) {
-			benchFloorThroughput(b, "floor/agent-throughput-50/"+name, agentExecutor(b, e), false, sum)
-		})
-		b.Run("floor/http-agent-throughput-50/"+name, func(b *testing.B) {
-			benchFloorThroughput(b, "floor/http-agent-throughput-50/"+name, agentExecutor(b, e), true, sum)
-		})
+		agents := func(b *testing.B) executor { return agentExecutor(b, e) }
+		floorRate("floor/agent-throughput-50/"+name, agents, false)
+		floorRate("floor/http-agent-throughput-50/"+name, agents, true)
 	}
 	sum.print(b)
 }
