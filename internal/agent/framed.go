@@ -173,6 +173,11 @@ func (l *splitListener) serveFramed(c net.Conn) {
 		}
 		<-done // a client that did not wait for the answer: calls stay in order
 		abort()
+		if lang := leaseLang(head); lang != "" {
+			// The connection carries the lease from now on.
+			l.s.serveLease(l.ctx, c, br, rw, lang)
+			return
+		}
 		ctx, cancel := context.WithCancel(l.ctx)
 		abort, done = cancel, make(chan struct{})
 		calls <- call{ctx: ctx, head: head, body: body, done: done}

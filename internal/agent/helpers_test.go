@@ -21,6 +21,7 @@ import (
 
 	"github.com/tidepool-dev/tidepool/internal/agent"
 	"github.com/tidepool-dev/tidepool/internal/agent/client"
+	"github.com/tidepool-dev/tidepool/internal/agent/wire"
 )
 
 // The test binary doubles as the programs some tests need as separate
@@ -43,6 +44,8 @@ func TestMain(m *testing.M) {
 		os.Exit(agentMain())
 	case "target":
 		os.Exit(targetMain())
+	case "holder":
+		os.Exit(holderMain())
 	}
 	os.Exit(m.Run())
 }
@@ -107,6 +110,21 @@ func targetMain() int {
 	case <-sigs:
 		return 0
 	}
+}
+
+// holderMain is a server that leases the python kernel of the agent at
+// $SOCKET, runs x = 1, says "ready", and runs $CODE, to be killed during
+// it (TestLeaseHolderLeaves).
+func holderMain() int {
+	c := client.New(os.Getenv("SOCKET"))
+	ctx := context.Background()
+	if _, err := c.Execute(ctx, "python", wire.ExecuteRequest{Code: "x = 1"}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 3
+	}
+	fmt.Println("ready")
+	c.Execute(ctx, "python", wire.ExecuteRequest{Code: os.Getenv("CODE")})
+	return 0
 }
 
 // socketPath is a short path for a unix socket (t.TempDir paths can

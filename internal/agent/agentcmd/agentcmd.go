@@ -5,6 +5,7 @@ package agentcmd
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -87,7 +88,7 @@ to the image.`,
 			kopts.Logger = log
 			km := kernel.New(kopts)
 			defer km.Close()
-			cfg.Kernels = km
+			cfg.Kernels = leasingKernels{km}
 			srv, err := agent.New(cfg)
 			if err != nil {
 				return UsageError{Err: err}
@@ -149,4 +150,15 @@ func NewLogger(level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// leasingKernels lets the agent lease km's kernels (agent.KernelLeaser).
+type leasingKernels struct{ *kernel.Manager }
+
+func (k leasingKernels) Lease(ctx context.Context, lang string) (agent.KernelLease, error) {
+	l, err := k.Manager.Lease(ctx, lang)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
 }

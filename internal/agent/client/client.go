@@ -36,9 +36,12 @@ type Client struct {
 
 	// noFramed is set once the agent turned framed calls down.
 	noFramed atomic.Bool
-	// mu guards idle, the framed connections not in use.
-	mu   sync.Mutex
-	idle []*framedConn
+	// noLease is set once the agent turned kernel leases down.
+	noLease atomic.Bool
+	// mu guards idle, the framed connections not in use, and kernels.
+	mu      sync.Mutex
+	idle    []*framedConn
+	kernels map[string]*leasedKernel // by language, made on first use
 }
 
 // New returns a client of the agent listening on the unix socket at
@@ -63,8 +66,10 @@ func New(socket string) *Client {
 // Socket is the path of the agent's socket.
 func (c *Client) Socket() string { return c.socket }
 
-// Close closes idle connections. The client stays usable.
+// Close closes idle connections and hands the kernels not in use back to
+// the agent. The client stays usable.
 func (c *Client) Close() {
+	c.closeLeases()
 	c.tr.CloseIdleConnections()
 	c.closeFramed()
 }
@@ -93,12 +98,18 @@ func (c *Client) Health(ctx context.Context) (*wire.Health, error) {
 
 // Init binds the sandbox to a session (POST /init) and returns its health.
 func (c *Client) Init(ctx context.Context, req wire.InitRequest) (*wire.Health, error) {
+	if err := c.releaseLeases(ctx); err != nil {
+		return nil, fmt.Errorf("agent: init: %w", err)
+	}
 	return callJSON[wire.Health](ctx, c, http.MethodPost, "/init", req)
 }
 
 // SetIdentity gives the bound sandbox its managed identities' tokens
 // (PUT /identity) and returns the endpoint code in it asks them from.
 func (c *Client) SetIdentity(ctx context.Context, req wire.IdentityRequest) (*wire.IdentityResponse, error) {
+	if err := c.releaseLeases(ctx); err != nil {
+		return nil, fmt.Errorf("agent: set identity: %w", err)
+	}
 	return callJSON[wire.IdentityResponse](ctx, c, http.MethodPut, "/identity", req)
 }
 
@@ -142,8 +153,15 @@ func (c *Client) ExecStream(ctx context.Context, req wire.ExecRequest, fn func(s
 	return nil, fmt.Errorf("agent: exec stream: %w", io.ErrUnexpectedEOF)
 }
 
-// Execute runs code in the kernel for lang (wire.LangPython, wire.LangNode).
+// Execute runs code in the kernel for lang (wire.LangPython, wire.LangNode):
+// on the kernel leased from the agent when it leases them (lease.go).
 func (c *Client) Execute(ctx context.Context, lang string, req wire.ExecuteRequest) (*wire.ExecuteResult, error) {
+	if !c.noLease.Load() && (lang == wire.LangPython || lang == wire.LangNode) {
+		res, err := c.executeLeased(ctx, lang, req)
+		if !errors.Is(err, errNoLease) {
+			return res, err
+		}
+	}
 	return callJSON[wire.ExecuteResult](ctx, c, http.MethodPost, "/kernels/"+url.PathEscape(lang)+"/execute", req)
 }
 

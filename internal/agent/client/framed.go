@@ -146,9 +146,15 @@ func (c *Client) framedConn(ctx context.Context) (fc *framedConn, reused bool, e
 	if fc != nil {
 		return fc, true, nil
 	}
+	fc, err = c.dialFramed(ctx)
+	return fc, false, err
+}
+
+// dialFramed opens a connection of framed calls.
+func (c *Client) dialFramed(ctx context.Context) (*framedConn, error) {
 	conn, err := c.dialer.DialContext(ctx, "unix", c.socket)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	deadline := time.Now().Add(handshakeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -156,10 +162,10 @@ func (c *Client) framedConn(ctx context.Context) (fc *framedConn, reused bool, e
 	}
 	conn.SetDeadline(deadline)
 	rw := rawio.ReadWriter(conn)
-	fc = &framedConn{conn: conn, rw: rw, br: bufio.NewReaderSize(rw, 16<<10)}
+	fc := &framedConn{conn: conn, rw: rw, br: bufio.NewReaderSize(rw, 16<<10)}
 	if _, err := io.WriteString(rw, wire.FramePreface); err != nil {
 		conn.Close()
-		return nil, false, fmt.Errorf("framed handshake: %w", err)
+		return nil, fmt.Errorf("framed handshake: %w", err)
 	}
 	got := make([]byte, len(wire.FramePreface))
 	if _, err := io.ReadFull(fc.br, got); err != nil || string(got) != wire.FramePreface {
@@ -167,15 +173,15 @@ func (c *Client) framedConn(ctx context.Context) (fc *framedConn, reused bool, e
 		if strings.HasPrefix(string(got), "HTTP/") {
 			// An agent of an earlier release answered as HTTP.
 			c.noFramed.Store(true)
-			return nil, false, errNoFramed
+			return nil, errNoFramed
 		}
 		if err == nil {
 			err = fmt.Errorf("unexpected answer %q", got)
 		}
-		return nil, false, fmt.Errorf("framed handshake: %w", err)
+		return nil, fmt.Errorf("framed handshake: %w", err)
 	}
 	conn.SetDeadline(time.Time{})
-	return fc, false, nil
+	return fc, nil
 }
 
 // putFramed keeps fc for the next call.

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"errors"
 	"os"
 	"sync"
 	"syscall"
@@ -25,42 +26,51 @@ type output struct {
 // than waiting for the reader goroutine. For that to be exact, a read and
 // the append of what it returned happen under mu, in both places.
 type capture struct {
-	f   *os.File
-	raw syscall.RawConn
+	f    *os.File
+	raw  syscall.RawConn
+	gate *gate // parks run while a lease holds the pipe
 
 	// mu guards the fields that follow.
 	mu        sync.Mutex
 	buf       []byte // output since the last take
 	truncated bool   // buf lost bytes to the limit
 	limit     int
-	chunk     []byte // the read buffer
-	ended     bool   // the pipe is at its end (or failed)
+	ended     bool // the pipe is at its end (or failed)
 }
 
-func newCapture(f *os.File, limit int) (*capture, error) {
+func newCapture(f *os.File, limit int, g *gate) (*capture, error) {
 	raw, err := f.SyscallConn()
 	if err != nil {
 		return nil, err
 	}
-	return &capture{f: f, raw: raw, limit: limit, chunk: make([]byte, 64<<10)}, nil
+	return &capture{f: f, raw: raw, gate: g, limit: limit}, nil
 }
 
 // run reads the pipe until it ends or is closed.
 func (c *capture) run() {
 	for {
+		c.gate.rw.RLock()
 		err := c.raw.Read(func(fd uintptr) bool {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			return c.readLocked(fd, -1)
 		})
+		c.gate.rw.RUnlock()
 		c.mu.Lock()
 		ended := c.ended
 		c.mu.Unlock()
+		if errors.Is(err, os.ErrDeadlineExceeded) && !ended {
+			continue // paused (gate.pause)
+		}
 		if err != nil || ended {
 			return
 		}
 	}
 }
+
+// chunks are read buffers, shared: a server holding many leased kernels
+// (lease.go) should not keep one per pipe.
+var chunks = sync.Pool{New: func() any { return new([64 << 10]byte) }}
 
 // readLocked reads what the pipe holds now, up to max bytes when max is
 // not negative; it returns false when the pipe is empty (or max was read)
@@ -69,10 +79,12 @@ func (c *capture) readLocked(fd uintptr, max int) bool {
 	if c.ended {
 		return true
 	}
+	chunk := chunks.Get().(*[64 << 10]byte)
+	defer chunks.Put(chunk)
 	for read := 0; max < 0 || read < max; {
-		n, errno := rawio.ReadFD(fd, c.chunk)
+		n, errno := rawio.ReadFD(fd, chunk[:])
 		if n > 0 {
-			c.appendLocked(c.chunk[:n])
+			c.appendLocked(chunk[:n])
 			read += n
 			continue
 		}

@@ -24,7 +24,7 @@ func newPipeCaptureDone(t testing.TB, limit int) (*capture, *os.File, <-chan str
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := newCapture(r, limit)
+	c, err := newCapture(r, limit, new(gate))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestCaptureDrainIsBounded(t *testing.T) {
 		t.Skipf("skipping: %v", err)
 	}
 	defer f.Close()
-	c, err := newCapture(f, 10)
+	c, err := newCapture(f, 10, new(gate))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -138,10 +138,34 @@ type slot struct {
 	// lost is set when a kernel died and no Execute has reported yet that
 	// its state is gone (Restarted); guarded.
 	lost bool
+	// lease is the kernel's lease while one holds it; guarded.
+	lease *Lease
 }
 
 // New returns a Manager; it starts no kernel.
 func New(opts Options) *Manager {
+	opts = opts.withDefaults()
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Manager{
+		opts:    opts,
+		log:     log,
+		ctx:     ctx,
+		cancel:  cancel,
+		env:     map[string]string{},
+		kernels: map[string]*slot{},
+	}
+	for _, lang := range []string{wire.LangPython, wire.LangNode} {
+		m.kernels[lang] = &slot{lang: lang, sem: make(chan struct{}, 1)}
+	}
+	return m
+}
+
+// withDefaults returns opts with the defaults its fields' comments give.
+func (opts Options) withDefaults() Options {
 	if opts.Python == "" {
 		opts.Python = DefaultPython
 	}
@@ -166,23 +190,7 @@ func New(opts Options) *Manager {
 	}
 	opts.PreImport = slices.Clone(opts.PreImport)
 	opts.Env = slices.Clone(opts.Env)
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	m := &Manager{
-		opts:    opts,
-		log:     log,
-		ctx:     ctx,
-		cancel:  cancel,
-		env:     map[string]string{},
-		kernels: map[string]*slot{},
-	}
-	for _, lang := range []string{wire.LangPython, wire.LangNode} {
-		m.kernels[lang] = &slot{lang: lang, sem: make(chan struct{}, 1)}
-	}
-	return m
+	return opts
 }
 
 // argv returns the command line of a kernel.
@@ -511,6 +519,7 @@ func (m *Manager) Execute(ctx context.Context, lang string, req wire.ExecuteRequ
 		return nil, err
 	}
 	defer m.wg.Done()
+	m.revoke(s)
 	if err := m.acquire(ctx, s); err != nil {
 		return nil, fmt.Errorf("wait for the %s kernel: %w", lang, err)
 	}
@@ -527,11 +536,7 @@ func (m *Manager) Execute(ctx context.Context, lang string, req wire.ExecuteRequ
 
 	m.mu.Lock()
 	s.state = StateBusy
-	var env map[string]string
-	if p.envGen != m.envGen {
-		env = maps.Clone(m.env)
-		p.envGen = m.envGen
-	}
+	env := m.pendingEnvLocked(p)
 	m.mu.Unlock()
 
 	res, fate := m.run(ctx, p, req, env)
@@ -542,11 +547,35 @@ func (m *Manager) Execute(ctx context.Context, lang string, req wire.ExecuteRequ
 		res.Restarted = true
 		s.lost = false
 	}
-	switch fate {
-	case fateOK:
-		if s.proc == p {
-			s.state = StateReady
-		}
+	if fate == fateOK && s.proc == p {
+		s.state = StateReady
+	}
+	m.mu.Unlock()
+	if fate != fateOK {
+		held = false
+		m.lose(s, p, fate)
+	}
+	if closed {
+		return nil, ErrClosed
+	}
+	return res, nil
+}
+
+// pendingEnvLocked returns the SetEnv overlay when p has not applied its
+// latest generation, which the next execution on p carries; nil otherwise.
+func (m *Manager) pendingEnvLocked(p *process) map[string]string {
+	if p.envGen == m.envGen {
+		return nil
+	}
+	p.envGen = m.envGen
+	return maps.Clone(m.env)
+}
+
+// lose records that s's kernel p ended in a call (f is not fateOK) and
+// restarts it in the background; the caller holds s.sem and hands it over.
+func (m *Manager) lose(s *slot, p *process, f fate) {
+	m.mu.Lock()
+	switch f {
 	case fateDied:
 		m.diedLocked(s, p)
 	case fateKilled:
@@ -556,15 +585,8 @@ func (m *Manager) Execute(ctx context.Context, lang string, req wire.ExecuteRequ
 		}
 	}
 	m.mu.Unlock()
-	if closed {
-		return nil, ErrClosed
-	}
-	if fate != fateOK {
-		m.log.Warn("kernel lost", "lang", lang, "pid", p.pid, "reason", p.exitReason(), "killed", fate == fateKilled)
-		held = false
-		m.restartAsync(s)
-	}
-	return res, nil
+	m.log.Warn("kernel lost", "lang", s.lang, "pid", p.pid, "reason", p.exitReason(), "killed", f == fateKilled)
+	m.restartAsync(s)
 }
 
 // fate is what became of the kernel in an execution.
@@ -578,11 +600,17 @@ const (
 
 // run executes one request on p.
 func (m *Manager) run(ctx context.Context, p *process, req wire.ExecuteRequest, env map[string]string) (*wire.ExecuteResult, fate) {
-	timeout := m.opts.DefaultTimeout
+	return execute(ctx, p, req, env, &m.opts, m.log)
+}
+
+// execute runs one request on p, a kernel of the agent's or a leased one;
+// opts has its defaults set.
+func execute(ctx context.Context, p *process, req wire.ExecuteRequest, env map[string]string, opts *Options, log *slog.Logger) (*wire.ExecuteResult, fate) {
+	timeout := opts.DefaultTimeout
 	if req.TimeoutMs > 0 {
 		timeout = time.Duration(req.TimeoutMs) * time.Millisecond
 	}
-	limit := m.opts.MaxOutputBytes
+	limit := opts.MaxOutputBytes
 	if req.MaxOutputBytes > 0 {
 		limit = min(req.MaxOutputBytes, maxOutputBytes)
 	}
@@ -604,9 +632,9 @@ func (m *Manager) run(ctx context.Context, p *process, req wire.ExecuteRequest, 
 		interrupted, cause = true, why
 		done = nil
 		if err := p.interrupt(); err != nil {
-			m.log.Warn("kernel interrupt failed", "lang", p.lang, "pid", p.pid, "error", err)
+			log.Warn("kernel interrupt failed", "lang", p.lang, "pid", p.pid, "error", err)
 		}
-		t := time.NewTimer(m.opts.InterruptGrace)
+		t := time.NewTimer(opts.InterruptGrace)
 		grace = t.C
 	}
 	sendErr := p.send(request{Type: "execute", ID: id, Code: req.Code, Limit: limit, Env: env}, t0.Add(timeout))
@@ -614,6 +642,12 @@ wait:
 	for sendErr == nil {
 		select {
 		case msg = <-p.msgs:
+			if msg != nil && msg.Type == "result" && msg.ID != id {
+				// The answer to an execution whose caller left while it
+				// ran: a lease's holder that went away (lease.go).
+				msg = nil
+				continue
+			}
 			break wait
 		case <-p.exited:
 			break wait
@@ -629,7 +663,7 @@ wait:
 			res.Restarted = true
 			res.Error = &wire.ExecError{
 				Name:  ErrorNameTimeout,
-				Value: fmt.Sprintf("%s; the kernel did not stop within %s of the interrupt and was restarted: its state is lost", cause, m.opts.InterruptGrace),
+				Value: fmt.Sprintf("%s; the kernel did not stop within %s of the interrupt and was restarted: its state is lost", cause, opts.InterruptGrace),
 			}
 			return res, fateKilled
 		}

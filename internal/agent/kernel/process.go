@@ -3,7 +3,7 @@ package kernel
 import (
 	"bufio"
 	"encoding/json"
-	"fmt"
+	"errors"
 	"os"
 	"os/exec"
 	"sync"
@@ -22,11 +22,17 @@ const (
 // process is one running kernel: the interpreter, its pipes and the
 // goroutines that read them. Its methods, but for kill, are called by the
 // one goroutine that holds the kernel's slot.
+//
+// The agent spawns kernels (spawn); a holder of a lease (lease.go) attaches
+// to one through the pipes the agent handed over (attach), and then signal
+// goes through the agent.
 type process struct {
 	lang    string
-	cmd     *exec.Cmd
-	pid     int
+	pid     int // in the agent's view
 	started time.Time
+	// signal sends SIGINT to the kernel's process group, or SIGKILL when
+	// kill is set.
+	signal func(kill bool) error
 
 	req  *os.File // requests, the driver's fd 3
 	resp *os.File // responses, the driver's fd 4
@@ -43,6 +49,8 @@ type process struct {
 	exited         chan struct{}  // closed once the process was reaped
 	waitErr        error          // why it exited; valid after exited
 	readers        sync.WaitGroup // the pipe readers
+	// gate parks the readers while a lease holds the pipes.
+	gate gate
 
 	// envGen is the generation of Manager.env the kernel has; touched only
 	// by the slot's holder.
@@ -51,6 +59,7 @@ type process struct {
 	// expected is set before the manager kills the kernel on purpose.
 	expected atomic.Bool
 	killOnce sync.Once
+	exitOnce sync.Once
 }
 
 // spawn starts argv with the driver's descriptors; the kernel is not ready
@@ -88,22 +97,6 @@ func spawn(lang string, argv []string, dir string, env []string, limit int) (p *
 		return nil, err
 	}
 
-	reqRaw, err := rawio.New(reqW)
-	if err != nil {
-		return nil, err
-	}
-	respRaw, err := rawio.New(respR)
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := newCapture(outR, limit)
-	if err != nil {
-		return nil, err
-	}
-	stderr, err := newCapture(errR, limit)
-	if err != nil {
-		return nil, err
-	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
 	cmd.Env = env
@@ -118,41 +111,93 @@ func spawn(lang string, argv []string, dir string, env []string, limit int) (p *
 	for _, f := range []*os.File{reqR, respW, outW, errW} {
 		f.Close()
 	}
+	signal := func(kill bool) error {
+		if !kill {
+			return signalGroup(cmd.Process, interruptSignal)
+		}
+		err := signalGroup(cmd.Process, killSignal)
+		_ = cmd.Process.Kill()
+		return err
+	}
+	p, err = newProcess(lang, cmd.Process.Pid, signal, reqW, respR, outR, errR, limit)
+	if err != nil {
+		// Unreachable for pipes from os.Pipe; do not leave the child.
+		_ = signal(true)
+		_ = cmd.Wait()
+		return nil, err
+	}
+	go func() {
+		err := cmd.Wait()
+		p.exit(err)
+	}()
+	p.startReaders()
+	return p, nil
+}
 
-	p = &process{
+// newProcess makes a process of a kernel's pipes: req is the write end of
+// its requests, the others the read ends of its responses, stdout and
+// stderr. Call startReaders next.
+func newProcess(lang string, pid int, signal func(bool) error, req, resp, outR, errR *os.File, limit int) (*process, error) {
+	reqRaw, err := rawio.New(req)
+	if err != nil {
+		return nil, err
+	}
+	respRaw, err := rawio.New(resp)
+	if err != nil {
+		return nil, err
+	}
+	p := &process{
 		lang:    lang,
-		cmd:     cmd,
-		pid:     cmd.Process.Pid,
+		pid:     pid,
 		started: time.Now(),
-		req:     reqW,
-		resp:    respR,
+		signal:  signal,
+		req:     req,
+		resp:    resp,
 		reqW:    reqRaw,
 		respR:   respRaw,
 		outR:    outR,
 		errR:    errR,
-		stdout:  stdout,
-		stderr:  stderr,
 		msgs:    make(chan *response, 4),
 		stop:    make(chan struct{}),
 		exited:  make(chan struct{}),
 	}
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.exited)
-	}()
+	if p.stdout, err = newCapture(outR, limit, &p.gate); err != nil {
+		return nil, err
+	}
+	if p.stderr, err = newCapture(errR, limit, &p.gate); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// startReaders starts the goroutines that read the response and output
+// pipes.
+func (p *process) startReaders() {
 	p.readers.Add(3)
 	go func() { defer p.readers.Done(); p.stdout.run() }()
 	go func() { defer p.readers.Done(); p.stderr.run() }()
 	go func() { defer p.readers.Done(); p.readResponses() }()
-	return p, nil
+}
+
+// exit records that the kernel ended, and why; later calls do nothing.
+func (p *process) exit(err error) {
+	p.exitOnce.Do(func() {
+		p.waitErr = err
+		close(p.exited)
+	})
 }
 
 func (p *process) readResponses() {
 	defer close(p.msgs)
 	var buf []byte
-	br := bufio.NewReaderSize(p.respR, 16<<10)
+	br := bufio.NewReaderSize(p.respR, 4<<10)
 	for {
+		p.gate.rw.RLock()
 		body, err := readFrame(br, buf)
+		p.gate.rw.RUnlock()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			continue // paused (gate.pause); between frames, as no execution runs
+		}
 		if err != nil {
 			return
 		}
@@ -169,6 +214,45 @@ func (p *process) readResponses() {
 	}
 }
 
+// gate parks a process's readers while a lease holds its pipes, so that
+// the agent and the lease's holder never both read them. A reader reads
+// holding rw shared; pause breaks the reads in progress with a deadline in
+// the past and takes rw whole.
+type gate struct {
+	rw     sync.RWMutex
+	mu     sync.Mutex // guards paused; held while pausing
+	paused bool
+}
+
+var longAgo = time.Unix(1, 0)
+
+// pause returns once no reader reads files, nor will until resume.
+func (g *gate) pause(files ...*os.File) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.paused {
+		return
+	}
+	for _, f := range files {
+		f.SetReadDeadline(longAgo)
+	}
+	g.rw.Lock()
+	for _, f := range files {
+		f.SetReadDeadline(time.Time{})
+	}
+	g.paused = true
+}
+
+// resume lets the readers read again.
+func (g *gate) resume() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.paused {
+		g.paused = false
+		g.rw.Unlock()
+	}
+}
+
 // send writes one request frame, giving up at deadline.
 func (p *process) send(msg request, deadline time.Time) error {
 	frame, err := encodeFrame(msg)
@@ -182,7 +266,7 @@ func (p *process) send(msg request, deadline time.Time) error {
 
 // interrupt sends SIGINT to the kernel's process group.
 func (p *process) interrupt() error {
-	return signalGroup(p.cmd.Process, interruptSignal)
+	return p.signal(false)
 }
 
 // kill ends the kernel and its process group, waits for it, and releases
@@ -191,8 +275,8 @@ func (p *process) interrupt() error {
 func (p *process) kill() {
 	p.killOnce.Do(func() {
 		close(p.stop)
-		_ = signalGroup(p.cmd.Process, killSignal)
-		_ = p.cmd.Process.Kill()
+		p.gate.resume() // the readers must see the end of the pipes
+		_ = p.signal(true)
 		select {
 		case <-p.exited:
 		case <-time.After(exitWait):
@@ -224,8 +308,5 @@ func (p *process) exitReason() string {
 	if p.waitErr == nil {
 		return "exit status 0"
 	}
-	if ee, ok := p.waitErr.(*exec.ExitError); ok {
-		return ee.ProcessState.String()
-	}
-	return fmt.Sprint(p.waitErr)
+	return p.waitErr.Error() // an *exec.ExitError says "exit status 1", "signal: killed"
 }

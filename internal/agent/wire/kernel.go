@@ -65,3 +65,43 @@ type Image struct {
 	Format string `json:"format"` // "png"
 	Data   string `json:"data"`
 }
+
+// Kernel leases (framed connections only). A client sends a request frame
+// with the head "POST " + LeasePath(lang) and an empty body; the agent
+// answers 200 with a KernelLease, the frame sent with the kernel's four
+// pipes attached (SCM_RIGHTS): the write end of its requests, the read
+// ends of its answers, stdout and stderr. The connection then carries the
+// lease: the client sends frames whose head is LeaseInterrupt, LeaseKill
+// or LeaseRelease (no body, no answer); the agent sends one frame, head
+// LeaseExited with a KernelExited, when the kernel ends, and closes the
+// connection. Closing the connection releases the lease. A refusal is an
+// error answer, after which the agent closes the connection.
+
+// LeasePath is the path of lang's kernel lease.
+func LeasePath(lang string) string { return "/kernels/" + lang + "/lease" }
+
+// Heads of the frames on a lease's connection.
+const (
+	LeaseInterrupt = "interrupt"
+	LeaseKill      = "kill"
+	LeaseRelease   = "release"
+	LeaseExited    = "exited"
+	LeaseRevoked   = "revoked"
+)
+
+// KernelLease answers a lease.
+type KernelLease struct {
+	PID int `json:"pid"` // in the agent's view
+	// Lost: the kernel was restarted since an execution last ran on it;
+	// the first result says Restarted.
+	Lost bool `json:"lost,omitempty"`
+	// Output the kernel wrote since its last execution, which belongs to
+	// the next.
+	Stdout string `json:"stdout,omitempty"`
+	Stderr string `json:"stderr,omitempty"`
+}
+
+// KernelExited tells a lease's holder that the kernel ended.
+type KernelExited struct {
+	Reason string `json:"reason"`
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -522,6 +523,15 @@ func TestHealthAfterCreate(t *testing.T) {
 					t.Errorf("%s: execute: %v", tc.kind, err)
 				} else if res.Status != wire.StatusSucceeded || res.Result == nil || res.Result.Repr != tc.want || !strings.Contains(res.Stdout, "/mnt/data") {
 					t.Errorf("%s: execute: %+v (result %+v)", tc.kind, res, res.Result)
+				}
+				// The client drives the kernel itself, but under gVisor,
+				// whose pipes are not the host's (client/lease.go).
+				want := []string{tc.lang}
+				if flavour == "runsc" {
+					want = nil
+				}
+				if got := c.Leased(); !slices.Equal(got, want) {
+					t.Errorf("%s: leased kernels %q, want %q", tc.kind, got, want)
 				}
 			}
 			if tc.kind == sandbox.KindPython {

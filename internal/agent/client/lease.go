@@ -1,0 +1,303 @@
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/tidepool-dev/tidepool/internal/agent/kernel"
+	"github.com/tidepool-dev/tidepool/internal/agent/wire"
+)
+
+// Executions on leased kernels (wire.LeasePath, kernel.Remote): the
+// client takes each kernel's pipes from its agent once, then writes the
+// requests and reads the answers itself, and the agent is out of the
+// executions' path. Agents that cannot lease (one in gVisor, whose pipes
+// are not the host's; one of an earlier release) are called as before.
+
+// errNoLease says the agent does not lease kernels: call it instead.
+var errNoLease = errors.New("agent does not lease kernels")
+
+// leaseAnswerBuffer is the size of the first read of a lease's answer.
+const leaseAnswerBuffer = 64 << 10
+
+// leasedKernel is one language's kernel as the client sees it. Whoever
+// holds sem may use and replace the fields.
+type leasedKernel struct {
+	sem    chan struct{} // capacity 1
+	remote *kernel.Remote
+	conn   net.Conn
+	w      io.Writer     // conn's raw writes
+	read   chan struct{} // closed when the reader of conn ends
+}
+
+// leased returns lang's leasedKernel.
+func (c *Client) leased(lang string) *leasedKernel {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.kernels == nil {
+		c.kernels = map[string]*leasedKernel{}
+	}
+	k := c.kernels[lang]
+	if k == nil {
+		k = &leasedKernel{sem: make(chan struct{}, 1)}
+		c.kernels[lang] = k
+	}
+	return k
+}
+
+// executeLeased runs req on lang's leased kernel, leasing it first if
+// needed; errNoLease says to call the agent instead.
+func (c *Client) executeLeased(ctx context.Context, lang string, req wire.ExecuteRequest) (*wire.ExecuteResult, error) {
+	k := c.leased(lang)
+	select {
+	case k.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("agent: wait for the %s kernel: %w", lang, context.Cause(ctx))
+	}
+	defer func() { <-k.sem }()
+	if k.remote != nil {
+		select {
+		case <-k.remote.Done():
+			k.drop() // it ended, or was revoked, since the last call
+		default:
+		}
+	}
+	if k.remote == nil {
+		if err := c.lease(ctx, lang, k); err != nil {
+			return nil, err
+		}
+	}
+	res, alive := k.remote.Execute(ctx, req)
+	if !alive {
+		k.drop() // the agent restarts the kernel; the next call leases the new one
+	}
+	return res, nil
+}
+
+// lease takes lang's kernel from the agent into k; the caller holds k.sem.
+func (c *Client) lease(ctx context.Context, lang string, k *leasedKernel) error {
+	fc, err := c.dialFramed(ctx)
+	if errors.Is(err, errNoFramed) {
+		c.noLease.Store(true)
+		return errNoLease
+	}
+	if err != nil {
+		return fmt.Errorf("agent: lease the %s kernel: %w", lang, err)
+	}
+	uc, ok := fc.conn.(*net.UnixConn)
+	if !ok || fc.br.Buffered() > 0 {
+		fc.conn.Close()
+		c.noLease.Store(true)
+		return errNoLease
+	}
+	ok = false
+	defer func() {
+		if !ok {
+			uc.Close()
+		}
+	}()
+	stop := context.AfterFunc(ctx, func() { uc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if _, err := fc.rw.Write(wire.AppendFrame(nil, http.MethodPost+" "+wire.LeasePath(lang), nil)); err != nil {
+		return fmt.Errorf("agent: lease the %s kernel: %w", lang, err)
+	}
+
+	// The descriptors come with the answer's first bytes.
+	buf := make([]byte, leaseAnswerBuffer)
+	oob := make([]byte, syscall.CmsgSpace(4*4))
+	n, oobn, flags, _, err := uc.ReadMsgUnix(buf, oob)
+	fds, ferr := parseRights(oob[:oobn])
+	if err != nil {
+		closeFDs(fds)
+		return fmt.Errorf("agent: lease the %s kernel: %w", lang, err)
+	}
+	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(buf[:n]), fc.rw), 4<<10)
+	head, body, _, err := wire.ReadFrame(br, nil)
+	if err != nil {
+		closeFDs(fds)
+		return fmt.Errorf("agent: lease the %s kernel: read the answer: %w", lang, err)
+	}
+	status, err := wire.ParseStatus(head)
+	if err != nil {
+		closeFDs(fds)
+		return fmt.Errorf("agent: lease the %s kernel: read the answer: %w", lang, err)
+	}
+	if status != http.StatusOK {
+		closeFDs(fds)
+		e := errorAnswer(status, body)
+		if status == http.StatusNotImplemented || status == http.StatusNotFound && e.Code == wire.CodeNotFound {
+			c.noLease.Store(true) // an agent without leases
+			return errNoLease
+		}
+		return fmt.Errorf("agent: lease the %s kernel: %w", lang, e)
+	}
+	var ans wire.KernelLease
+	if err := json.Unmarshal(body, &ans); err != nil {
+		closeFDs(fds)
+		return fmt.Errorf("agent: lease the %s kernel: decode the answer: %w", lang, err)
+	}
+	if ferr != nil || flags&syscall.MSG_CTRUNC != 0 || len(fds) != 4 {
+		// An agent whose descriptors are not the host's (gVisor) sends
+		// none; say so once, and call it from now on.
+		closeFDs(fds)
+		c.noLease.Store(true)
+		return errNoLease
+	}
+	// Only the holder of k.sem writes on the connection.
+	w := fc.rw
+	signal := func(kill bool) error {
+		head := wire.LeaseInterrupt
+		if kill {
+			head = wire.LeaseKill
+		}
+		_, err := w.Write(wire.AppendFrame(nil, head, nil))
+		return err
+	}
+	r, err := kernel.Attach(kernel.RemoteKernel{
+		Lang: lang, PID: ans.PID, FDs: fds, Lost: ans.Lost, Stdout: ans.Stdout, Stderr: ans.Stderr, Signal: signal,
+	}, kernel.Options{})
+	if err != nil {
+		c.noLease.Store(true)
+		return errNoLease
+	}
+	uc.SetDeadline(time.Time{})
+	ok = true
+	k.remote, k.conn, k.read = r, uc, make(chan struct{})
+	k.w = w
+	go readLease(uc, br, r, k.read)
+	return nil
+}
+
+// readLease reads the agent's frames on a lease's connection until it
+// ends, and tells r when the kernel (or the lease) ended.
+func readLease(conn net.Conn, br *bufio.Reader, r *kernel.Remote, done chan struct{}) {
+	defer close(done)
+	for {
+		head, body, _, err := wire.ReadFrame(br, nil)
+		switch {
+		case err != nil:
+			r.Ended(fmt.Sprintf("the agent ended the lease (%v)", err))
+			return
+		case head == wire.LeaseExited:
+			var ev wire.KernelExited
+			_ = json.Unmarshal(body, &ev)
+			r.Ended(ev.Reason)
+		case head == wire.LeaseRevoked:
+			// Another caller wants the kernel: stop reading its pipes,
+			// then let the agent know.
+			r.Ended("the agent took the kernel back for another caller")
+			r.Close()
+			conn.Close()
+			return
+		}
+	}
+}
+
+// drop forgets k's lease: its kernel ended, or the agent is being told
+// to take it back (release). The caller holds k.sem.
+func (k *leasedKernel) drop() {
+	if k.remote == nil {
+		return
+	}
+	k.conn.Close()
+	<-k.read
+	k.remote.Close()
+	k.remote, k.conn, k.w, k.read = nil, nil, nil, nil
+}
+
+// release hands k's kernel back to the agent; the caller holds k.sem.
+func (k *leasedKernel) release() {
+	if k.remote != nil {
+		k.w.Write(wire.AppendFrame(nil, wire.LeaseRelease, nil))
+		k.drop()
+	}
+}
+
+// releaseLeases hands every leased kernel back to the agent, waiting for
+// executions in progress, so that calls that change the kernels'
+// environment (Init, SetIdentity) reach kernels the agent drives.
+func (c *Client) releaseLeases(ctx context.Context) error {
+	for _, k := range c.leasedKernels() {
+		select {
+		case k.sem <- struct{}{}:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		k.release()
+		<-k.sem
+	}
+	return nil
+}
+
+// closeLeases releases the leases not in use.
+func (c *Client) closeLeases() {
+	for _, k := range c.leasedKernels() {
+		select {
+		case k.sem <- struct{}{}:
+			k.release()
+			<-k.sem
+		default: // in use: the execution keeps it
+		}
+	}
+}
+
+// Leased lists the languages whose kernels the client holds leased now,
+// sorted: their executions go without the agent.
+func (c *Client) Leased() []string {
+	var langs []string
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for lang, k := range c.kernels {
+		select {
+		case k.sem <- struct{}{}:
+			if k.remote != nil {
+				langs = append(langs, lang)
+			}
+			<-k.sem
+		default: // executing: it holds one unless it is the first call
+			langs = append(langs, lang)
+		}
+	}
+	slices.Sort(langs)
+	return langs
+}
+
+func (c *Client) leasedKernels() []*leasedKernel {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Collect(maps.Values(c.kernels))
+}
+
+func parseRights(oob []byte) ([]int, error) {
+	msgs, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, err
+	}
+	var fds []int
+	for _, m := range msgs {
+		got, err := syscall.ParseUnixRights(&m)
+		if err != nil {
+			closeFDs(fds)
+			return nil, err
+		}
+		fds = append(fds, got...)
+	}
+	return fds, nil
+}
+
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		syscall.Close(fd)
+	}
+}
