@@ -49,6 +49,19 @@
 // uses them where it can and falls back to HTTP with an agent that
 // predates them.
 //
+// # Kernel leases
+//
+// A framed call POST /kernels/{lang}/lease hands the kernel's four pipes
+// to the caller (SCM_RIGHTS; wire.LeasePath has the protocol), which then
+// writes the kernel's requests and reads its answers and output itself
+// (kernel.Remote): the agent leaves an execution's path, and only starts,
+// interrupts, kills and restarts the kernel, on the caller's word or when
+// it dies. The connection is the lease: when the caller closes it, or
+// dies, the agent takes the pipes back, and a second caller revokes it.
+// The server's client leases every kernel it runs code on; an agent whose
+// pipes are not host descriptors (gVisor) refuses, and is called as
+// before.
+//
 // # Files
 //
 // The /files routes are confined to Config.FilesRoot (/mnt/data). A path

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -87,8 +88,10 @@ func (h *Handler) execute(w http.ResponseWriter, req *request, shape wireShape) 
 		Timeout:       timeout,
 		Started:       start,
 	}
-	h.log.DebugContext(req.r.Context(), "execute", "pool", req.poolID, "identifier_hash", hashIdentifier(id),
-		"sandbox", sess.SandboxID, "execution", x.ID, "shell", shell, "lang", lang, "async", er.ExecutionType == execAsynchronous)
+	if h.log.Enabled(req.r.Context(), slog.LevelDebug) { // the hash is not free
+		h.log.DebugContext(req.r.Context(), "execute", "pool", req.poolID, "identifier_hash", hashIdentifier(id),
+			"sandbox", sess.SandboxID, "execution", x.ID, "shell", shell, "lang", lang, "async", er.ExecutionType == execAsynchronous)
+	}
 	setSessionHeaders(w, sess)
 	w.Header().Set("operation-id", x.ID)
 	if shape == wireV2 {
@@ -115,7 +118,7 @@ func (h *Handler) execute(w http.ResponseWriter, req *request, shape wireShape) 
 	}
 	h.execs.put(x)
 	w.Header().Set("x-ms-container-execution-duration", strconv.FormatInt(x.durationMs(), 10))
-	w.Header().Set("x-ms-execution-request-time", fmt.Sprintf("%.6f", float64(x.Finished.Sub(x.Started).Microseconds())/1000))
+	w.Header().Set("x-ms-execution-request-time", strconv.FormatFloat(float64(x.Finished.Sub(x.Started).Microseconds())/1000, 'f', 6, 64))
 	w.Header().Set("x-ms-overall-execution-time", h.now().Sub(start).String())
 	switch shape {
 	case wireV1:
