@@ -4,12 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,7 +24,7 @@ type KernelLeaser interface {
 
 // KernelLease is a kernel handed over; see kernel.Lease.
 type KernelLease interface {
-	Files() []*os.File
+	WithFDs(fn func(fds []int) error) error
 	PID() int
 	Lost() bool
 	Pending() (stdout, stderr string)
@@ -83,7 +80,7 @@ func (s *Server) serveLease(ctx context.Context, c net.Conn, br *bufio.Reader, w
 	stdout, stderr := lease.Pending()
 	body, _ := json.Marshal(wire.KernelLease{PID: lease.PID(), Lost: lease.Lost(), Stdout: stdout, Stderr: stderr})
 	frame := wire.AppendFrame(nil, strconv.Itoa(http.StatusOK), body)
-	err = withFDs(lease.Files(), func(fds []int) error {
+	err = lease.WithFDs(func(fds []int) error {
 		_, _, err := uc.WriteMsgUnix(frame, syscall.UnixRights(fds...), nil)
 		return err
 	})
@@ -142,33 +139,4 @@ func (s *Server) serveLease(ctx context.Context, c net.Conn, br *bufio.Reader, w
 			return
 		}
 	}
-}
-
-// withFDs calls fn with the descriptors of files, which stay open (are
-// not closed concurrently) until fn returns.
-func withFDs(files []*os.File, fn func(fds []int) error) error {
-	fds := make([]int, 0, len(files))
-	var call func(i int) error
-	call = func(i int) error {
-		if i == len(files) {
-			return fn(fds)
-		}
-		rc, err := files[i].SyscallConn()
-		if err != nil {
-			return err
-		}
-		var ferr error
-		if err := rc.Control(func(fd uintptr) {
-			fds = append(fds, int(fd))
-			ferr = call(i + 1)
-		}); err != nil {
-			return fmt.Errorf("%s: %w", files[i].Name(), err)
-		}
-		return ferr
-	}
-	err := call(0)
-	if errors.Is(err, os.ErrClosed) {
-		return fmt.Errorf("the kernel's pipes are closed: %w", err)
-	}
-	return err
 }

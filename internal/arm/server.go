@@ -142,16 +142,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // x-ms-client-request-id.
 func SetRequestHeaders(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	if h.Get("x-ms-request-id") == "" {
-		h.Set("x-ms-request-id", rand.Text())
+	if h.Get("X-Ms-Request-Id") == "" {
+		h.Set("X-Ms-Request-Id", rand.Text())
 	}
-	corr := r.Header.Get("x-ms-correlation-request-id")
+	corr := r.Header.Get("X-Ms-Correlation-Request-Id")
 	if corr == "" || len(corr) > 128 {
 		corr = uuid.NewString()
 	}
-	h.Set("x-ms-correlation-request-id", corr)
-	if cid := r.Header.Get("x-ms-client-request-id"); cid != "" && len(cid) <= 128 && strings.EqualFold(r.Header.Get("x-ms-return-client-request-id"), "true") {
-		h.Set("x-ms-client-request-id", cid)
+	h.Set("X-Ms-Correlation-Request-Id", corr)
+	if cid := r.Header.Get("X-Ms-Client-Request-Id"); cid != "" && len(cid) <= 128 && strings.EqualFold(r.Header.Get("X-Ms-Return-Client-Request-Id"), "true") {
+		h.Set("X-Ms-Client-Request-Id", cid)
 	}
 }
 

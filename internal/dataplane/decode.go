@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -45,11 +46,15 @@ type executionRequest struct {
 	HasShell     bool
 }
 
-// executionFields are the keys of an execution body, top-level or in
+// executionFields is an execution body: its keys top-level, and again in
 // "properties"; encoding/json matches them case-insensitively. Each is
 // decoded on its own, tolerantly.
 type executionFields struct {
-	Properties                         json.RawMessage
+	Properties *executionKeys
+	executionKeys
+}
+
+type executionKeys struct {
 	Identifier                         json.RawMessage
 	CodeInputType                      json.RawMessage
 	ExecutionType                      json.RawMessage
@@ -66,6 +71,12 @@ type executionFields struct {
 	Stdin                              json.RawMessage
 }
 
+func (k *executionKeys) fields() []*json.RawMessage {
+	return []*json.RawMessage{&k.Identifier, &k.CodeInputType, &k.ExecutionType, &k.Code, &k.PythonCode,
+		&k.TimeoutInSeconds, &k.OutputStreamsMaxLength, &k.UseEmptyKernel, &k.ReturnJupyterFormatExecutionResult,
+		&k.ReturnJupyterFormat, &k.ShellCommand, &k.Command, &k.ExecCommandAndArgs, &k.Stdin}
+}
+
 // decodeExecution decodes an execution body: a JSON object, optionally
 // wrapped in "properties"; keys and enum values match case-insensitively;
 // unknown keys are ignored. Errors are *arm.Error (400).
@@ -75,12 +86,23 @@ func decodeExecution(body []byte) (*executionRequest, error) {
 		return nil, badRequest("InvalidRequestBody", "The request body is empty; send a JSON object with 'code' (or 'shellCommand').")
 	}
 	var f executionFields
-	if body[0] != '{' || json.Unmarshal(body, &f) != nil {
+	if body[0] != '{' {
 		return nil, badRequest("InvalidRequestBody", "The request body is not a JSON object.")
 	}
-	if props := bytes.TrimSpace(f.Properties); len(props) > 0 && props[0] == '{' {
-		// Decoded over the top-level fields: properties win.
-		_ = json.Unmarshal(props, &f) // a part of a valid body; cannot fail
+	// One pass. Every key but properties is raw JSON, so a type error can
+	// only be a properties that is not an object, which is ignored.
+	var typeErr *json.UnmarshalTypeError
+	if err := json.Unmarshal(body, &f); err != nil && !errors.As(err, &typeErr) {
+		return nil, badRequest("InvalidRequestBody", "The request body is not a JSON object.")
+	}
+	if f.Properties != nil {
+		// Over the top-level fields: properties win.
+		top := f.executionKeys.fields()
+		for i, v := range f.Properties.fields() {
+			if *v != nil {
+				*top[i] = *v
+			}
+		}
 	}
 	req := &executionRequest{}
 	var err error

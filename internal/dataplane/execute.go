@@ -1,10 +1,10 @@
 package dataplane
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -37,7 +37,7 @@ const agentMargin = 30 * time.Second
 // execute answers the three execution routes.
 func (h *Handler) execute(w http.ResponseWriter, req *request, shape wireShape) error {
 	start := h.now()
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.r.Body, maxJSONBody))
+	body, err := readBody(w, req.r, maxJSONBody)
 	if err != nil {
 		return &arm.Error{Status: http.StatusRequestEntityTooLarge, Code: "RequestBodyTooLarge",
 			Message: fmt.Sprintf("The request body is larger than %d bytes.", maxJSONBody), Err: err}
@@ -93,7 +93,7 @@ func (h *Handler) execute(w http.ResponseWriter, req *request, shape wireShape) 
 			"sandbox", sess.SandboxID, "execution", x.ID, "shell", shell, "lang", lang, "async", er.ExecutionType == execAsynchronous)
 	}
 	setSessionHeaders(w, sess)
-	w.Header().Set("operation-id", x.ID)
+	w.Header().Set("Operation-Id", x.ID)
 	if shape == wireV2 {
 		w.Header().Set("Operation-Location", h.operationLocation(req, x.ID, id))
 	}
@@ -117,9 +117,9 @@ func (h *Handler) execute(w http.ResponseWriter, req *request, shape wireShape) 
 		return x.Err // the agent failed: no execution result to report
 	}
 	h.execs.put(x)
-	w.Header().Set("x-ms-container-execution-duration", strconv.FormatInt(x.durationMs(), 10))
-	w.Header().Set("x-ms-execution-request-time", strconv.FormatFloat(float64(x.Finished.Sub(x.Started).Microseconds())/1000, 'f', 6, 64))
-	w.Header().Set("x-ms-overall-execution-time", h.now().Sub(start).String())
+	w.Header().Set("X-Ms-Container-Execution-Duration", strconv.FormatInt(x.durationMs(), 10))
+	w.Header().Set("X-Ms-Execution-Request-Time", strconv.FormatFloat(float64(x.Finished.Sub(x.Started).Microseconds())/1000, 'f', 6, 64))
+	w.Header().Set("X-Ms-Overall-Execution-Time", h.now().Sub(start).String())
 	switch shape {
 	case wireV1:
 		writeJSON(w, http.StatusOK, x.v1())
@@ -133,6 +133,17 @@ func (h *Handler) execute(w http.ResponseWriter, req *request, shape wireShape) 
 		writeJSON(w, status, x.v2())
 	}
 	return nil
+}
+
+// readBody reads r's body, at most limit bytes, in one allocation when
+// the request says its length.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	var b bytes.Buffer
+	if n := r.ContentLength; n > 0 && n <= limit {
+		b.Grow(int(n) + bytes.MinRead) // ReadFrom wants MinRead free to read the end
+	}
+	_, err := b.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	return b.Bytes(), err
 }
 
 // executionKind says whether the request runs a shell command, and the
@@ -183,7 +194,7 @@ func (h *Handler) timeout(er *executionRequest, shell bool) (time.Duration, erro
 // operationID is the client's operation-id header when it is usable, or a
 // new UUID.
 func operationID(r *http.Request) string {
-	if id := r.Header.Get("operation-id"); id != "" && len(id) <= 128 && !strings.ContainsAny(id, "/?#% \t\r\n") {
+	if id := r.Header.Get("Operation-Id"); id != "" && len(id) <= 128 && !strings.ContainsAny(id, "/?#% \t\r\n") {
 		return id
 	}
 	return uuid.NewString()
@@ -203,11 +214,11 @@ func (h *Handler) operationLocation(req *request, execID, identifier string) str
 func setSessionHeaders(w http.ResponseWriter, s *pool.Session) {
 	h := w.Header()
 	if s.SandboxID != "" {
-		h.Set("x-ms-session-guid", s.SandboxID)
+		h.Set("X-Ms-Session-Guid", s.SandboxID)
 	}
-	h.Set("x-ms-allocation-time", strconv.FormatInt(s.AllocationDuration.Milliseconds(), 10))
-	h.Set("x-ms-new-allocation", strconv.FormatBool(s.Allocation != "" && s.Allocation != "existing"))
-	h.Set("x-ms-allocation-retries", "0")
+	h.Set("X-Ms-Allocation-Time", strconv.FormatInt(s.AllocationDuration.Milliseconds(), 10))
+	h.Set("X-Ms-New-Allocation", strconv.FormatBool(s.Allocation != "" && s.Allocation != "existing"))
+	h.Set("X-Ms-Allocation-Retries", "0")
 }
 
 // run executes er in the session and records the outcome in x.
@@ -280,7 +291,7 @@ func (h *Handler) getExecution(w http.ResponseWriter, req *request, execID strin
 		return &arm.Error{Status: http.StatusNotFound, Code: "ExecutionNotFound",
 			Message: "No execution with this id is known for this session; finished executions are kept for a limited time."}
 	}
-	w.Header().Set("operation-id", x.ID)
+	w.Header().Set("Operation-Id", x.ID)
 	if flat {
 		writeJSON(w, http.StatusOK, x.flat())
 		return nil

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -99,7 +98,7 @@ func (h *Handler) serveMCP(w http.ResponseWriter, req *request) error {
 		// GET with 405; there are no MCP sessions to DELETE.
 		return methodNotAllowed(r.Method, http.MethodPost)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxMCPBody))
+	body, err := readBody(w, r, maxMCPBody)
 	if err != nil {
 		return &arm.Error{Status: http.StatusRequestEntityTooLarge, Code: "RequestBodyTooLarge",
 			Message: fmt.Sprintf("The request body is larger than %d bytes.", maxMCPBody), Err: err}

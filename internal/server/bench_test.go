@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -107,8 +109,12 @@ func (s *benchSummary) print(b *testing.B) {
 			if !strings.HasPrefix(name, "floor/") {
 				note = "(target ≥ 5000/s)"
 				rt := name[strings.LastIndex(name, "/")+1:]
+				bare := "floor/http-agent-throughput-50/" + rt
+				if strings.HasPrefix(name, "throughput-50-lean/") {
+					bare = "floor/http-agent-throughput-50-lean/" + rt
+				}
 				for _, f := range []struct{ name, what string }{
-					{"floor/http-agent-throughput-50/" + rt, "bare HTTP over the agents"},
+					{bare, "bare HTTP over the agents (same load generator)"},
 					{"floor/agent-throughput-50/" + rt, "the agents"},
 					{"floor/http-kernels-throughput-50", "bare HTTP over in-process kernels"},
 					{"floor/kernels-throughput-50", "the kernels"},
@@ -390,25 +396,91 @@ func benchExisting(b *testing.B, e *benchEnv, sum *benchSummary) {
 //	floor/http-agent-throughput-50/RT  the same behind a bare net/http handler
 //	throughput-50/RT                   tidepool's data plane
 //
-// The differences between them are what the agent hop, HTTP and the
-// server's own work cost.
+// The agent clients lease the kernels (client/lease.go), so the agents
+// are not in these executions' path. The differences between the figures
+// are what HTTP and the server's own work cost. The callers of the HTTP
+// figures are net/http's client; the -lean variants of the last two call
+// through leanCallers, which costs the machine less, as clients on other
+// machines would.
 
 // executor runs print(1) on session i and returns its stdout.
 type executor func(ctx context.Context, i int) (string, error)
 
-// benchThroughput: tidepool's data plane.
-func benchThroughput(b *testing.B, e *benchEnv, sum *benchSummary) {
+// benchThroughput: tidepool's data plane, called through net/http's
+// client or, with lean, through leanCallers.
+func benchThroughput(b *testing.B, e *benchEnv, lean bool, sum *benchSummary) {
 	ctx := b.Context()
 	const sessions = 50
 	idents := make([]string, sessions)
 	for i := range idents {
 		idents[i] = fmt.Sprintf("tput-%s-%d", e.name, i)
 	}
-	rate := parallelRate(b, sessions, func(i int) error {
+	do := func(i int) error {
 		_, _, err := e.execV1(ctx, e.tput, idents[i], "print(1)")
 		return err
+	}
+	name := "throughput-50/" + e.name
+	if lean {
+		do = leanCallers(b, e.tput, e.token, idents)
+		name = "throughput-50-lean/" + e.name
+	}
+	sum.setRate(name, parallelRate(b, sessions, do))
+}
+
+// leanCallers returns a load generator for the throughput figures that
+// costs the machine less than net/http's client (whose transport hands
+// each call between three goroutines): one kept connection per caller, the
+// v1 request's bytes made once, the answer read in place. It sends what
+// execV1 sends, headers and body, and checks the same. Caller i must be
+// called from one goroutine at a time.
+func leanCallers(b *testing.B, endpoint, token string, idents []string) func(i int) error {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		b.Fatal(err)
+	}
+	type caller struct {
+		conn net.Conn
+		br   *bufio.Reader
+		req  []byte
+	}
+	callers := make([]caller, len(idents))
+	body := `{"properties":{"codeInputType":"inline","executionType":"synchronous","code":"print(1)"}}`
+	for i, id := range idents {
+		callers[i].req = fmt.Appendf(nil, "POST %s/code/execute?api-version=2024-02-02-preview&identifier=%s HTTP/1.1\r\n"+
+			"Host: %s\r\nUser-Agent: tidepool-bench\r\nContent-Length: %d\r\nAuthorization: Bearer %s\r\n"+
+			"Content-Type: application/json\r\nAccept-Encoding: gzip\r\n\r\n%s",
+			u.EscapedPath(), url.QueryEscape(id), u.Host, len(body), token, body)
+	}
+	b.Cleanup(func() {
+		for _, c := range callers {
+			if c.conn != nil {
+				c.conn.Close()
+			}
+		}
 	})
-	sum.setRate("throughput-50/"+e.name, rate)
+	return func(i int) error {
+		c := &callers[i]
+		if c.conn == nil {
+			conn, err := net.Dial("tcp", u.Host)
+			if err != nil {
+				return err
+			}
+			c.conn, c.br = conn, bufio.NewReaderSize(conn, 8<<10)
+		}
+		if _, err := c.conn.Write(c.req); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(c.br, nil)
+		if err != nil {
+			return err
+		}
+		data, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil && (resp.StatusCode != http.StatusOK || !bytes.Contains(data, []byte(`"Success"`))) {
+			err = fmt.Errorf("code/execute: HTTP %d: %s", resp.StatusCode, data)
+		}
+		return err
+	}
 }
 
 // agentExecutor drives 50 of the throughput pool's sandboxes straight
@@ -477,12 +549,21 @@ func kernelsExecutor(b *testing.B) func(b *testing.B) executor {
 	}
 }
 
-// benchFloorThroughput measures exec from 50 callers, straight or, with
-// viaHTTP, through a bare net/http handler: it decodes the v1 body, calls
+// caller is how a throughput figure's load generator calls.
+type caller int
+
+const (
+	direct     caller = iota // exec itself, no HTTP
+	httpClient               // net/http's client
+	httpLean                 // leanCallers
+)
+
+// benchFloorThroughput measures exec from 50 callers, straight or, via
+// HTTP, through a bare net/http handler: it decodes the v1 body, calls
 // exec on the session its identifier names and encodes the result, and
 // checks nothing. The callers send what the data-plane clients send (a
 // token of a real one's length, kept-alive connections).
-func benchFloorThroughput(b *testing.B, name string, exec executor, viaHTTP bool, sum *benchSummary) {
+func benchFloorThroughput(b *testing.B, name string, exec executor, via caller, sum *benchSummary) {
 	ctx := b.Context()
 	do := func(i int) error {
 		out, err := exec(ctx, i)
@@ -491,7 +572,7 @@ func benchFloorThroughput(b *testing.B, name string, exec executor, viaHTTP bool
 		}
 		return err
 	}
-	if viaHTTP {
+	if via != direct {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			b.Fatal(err)
@@ -525,6 +606,13 @@ func benchFloorThroughput(b *testing.B, name string, exec executor, viaHTTP bool
 		do = func(i int) error {
 			_, _, err := bare.execV1(ctx, endpoint, strconv.Itoa(i), "print(1)")
 			return err
+		}
+		if via == httpLean {
+			idents := make([]string, 50)
+			for i := range idents {
+				idents[i] = strconv.Itoa(i)
+			}
+			do = leanCallers(b, endpoint, bare.token, idents)
 		}
 	}
 	sum.setRate(name, parallelRate(b, 50, do))
@@ -668,12 +756,12 @@ func benchRuntimes(b *testing.B) (names []string, newRuntimes func(name string) 
 func BenchmarkDataPlane(b *testing.B) {
 	sum := &benchSummary{p50: map[string]time.Duration{}, p99: map[string]time.Duration{}, rate: map[string]float64{}}
 	b.Run("floor/loopback-http", func(b *testing.B) { benchLoopback(b, sum) })
-	floorRate := func(name string, exec func(*testing.B) executor, viaHTTP bool) {
-		b.Run(name, func(b *testing.B) { benchFloorThroughput(b, name, exec(b), viaHTTP, sum) })
+	floorRate := func(name string, exec func(*testing.B) executor, via caller) {
+		b.Run(name, func(b *testing.B) { benchFloorThroughput(b, name, exec(b), via, sum) })
 	}
 	kernels := kernelsExecutor(b)
-	floorRate("floor/kernels-throughput-50", kernels, false)
-	floorRate("floor/http-kernels-throughput-50", kernels, true)
+	floorRate("floor/kernels-throughput-50", kernels, direct)
+	floorRate("floor/http-kernels-throughput-50", kernels, httpClient)
 	names, mk := benchRuntimes(b)
 	for _, name := range names {
 		rt, floor, dataDir, settle := mk(name)
@@ -681,10 +769,12 @@ func BenchmarkDataPlane(b *testing.B) {
 		e := newBenchEnv(b, name, rt, dataDir, settle)
 		b.Run("first-exec/"+name, func(b *testing.B) { benchFirst(b, e, sum) })
 		b.Run("existing/"+name, func(b *testing.B) { benchExisting(b, e, sum) })
-		b.Run("throughput-50/"+name, func(b *testing.B) { benchThroughput(b, e, sum) })
+		b.Run("throughput-50/"+name, func(b *testing.B) { benchThroughput(b, e, false, sum) })
+		b.Run("throughput-50-lean/"+name, func(b *testing.B) { benchThroughput(b, e, true, sum) })
 		agents := func(b *testing.B) executor { return agentExecutor(b, e) }
-		floorRate("floor/agent-throughput-50/"+name, agents, false)
-		floorRate("floor/http-agent-throughput-50/"+name, agents, true)
+		floorRate("floor/agent-throughput-50/"+name, agents, direct)
+		floorRate("floor/http-agent-throughput-50/"+name, agents, httpClient)
+		floorRate("floor/http-agent-throughput-50-lean/"+name, agents, httpLean)
 	}
 	sum.print(b)
 }

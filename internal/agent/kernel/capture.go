@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unicode/utf8"
 
@@ -28,7 +29,8 @@ type output struct {
 type capture struct {
 	f    *os.File
 	raw  syscall.RawConn
-	gate *gate // parks run while a lease holds the pipe
+	// pausing makes run return at a read deadline (process.unwatch).
+	pausing *atomic.Bool
 
 	// mu guards the fields that follow.
 	mu        sync.Mutex
@@ -38,29 +40,34 @@ type capture struct {
 	ended     bool // the pipe is at its end (or failed)
 }
 
-func newCapture(f *os.File, limit int, g *gate) (*capture, error) {
+func newCapture(f *os.File, limit int, pausing *atomic.Bool) (*capture, error) {
+	c := &capture{pausing: pausing, limit: limit}
+	return c, c.setFile(f)
+}
+
+// setFile makes c read f; no reader may run.
+func (c *capture) setFile(f *os.File) error {
 	raw, err := f.SyscallConn()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return &capture{f: f, raw: raw, gate: g, limit: limit}, nil
+	c.f, c.raw = f, raw
+	return nil
 }
 
 // run reads the pipe until it ends or is closed.
 func (c *capture) run() {
 	for {
-		c.gate.rw.RLock()
 		err := c.raw.Read(func(fd uintptr) bool {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			return c.readLocked(fd, -1)
 		})
-		c.gate.rw.RUnlock()
 		c.mu.Lock()
 		ended := c.ended
 		c.mu.Unlock()
-		if errors.Is(err, os.ErrDeadlineExceeded) && !ended {
-			continue // paused (gate.pause)
+		if errors.Is(err, os.ErrDeadlineExceeded) && c.pausing.Load() {
+			return // process.unwatch
 		}
 		if err != nil || ended {
 			return

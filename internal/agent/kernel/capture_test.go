@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -24,7 +25,7 @@ func newPipeCaptureDone(t testing.TB, limit int) (*capture, *os.File, <-chan str
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := newCapture(r, limit, new(gate))
+	c, err := newCapture(r, limit, new(atomic.Bool))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +158,7 @@ func TestCaptureDrainIsBounded(t *testing.T) {
 		t.Skipf("skipping: %v", err)
 	}
 	defer f.Close()
-	c, err := newCapture(f, 10, new(gate))
+	c, err := newCapture(f, 10, new(atomic.Bool))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,9 +21,9 @@ import (
 // The agent keeps the kernel's process: it interrupts and kills it when
 // the holder asks, and tells the holder when it ends.
 //
-// While the lease lasts, the Manager's readers of the pipes are parked
-// (gate) and its slot is held, so no execution of the agent's own can
-// interleave. When the holder goes away without releasing (a server killed
+// While the lease lasts, the Manager's readers of the pipes are stopped,
+// the read ends are out of the agent's poller (process.unwatch), and its
+// slot is held, so no execution of the agent's own can interleave. When the holder goes away without releasing (a server killed
 // during an execution), the agent takes the pipes back as they are: the
 // answer to the execution in flight, when it comes, is skipped (its ID is
 // not the next execution's), and its output goes to the next execution,
@@ -76,7 +76,11 @@ func (m *Manager) Lease(ctx context.Context, lang string) (*Lease, error) {
 			return nil, fmt.Errorf("start %s kernel: it ended while taking its environment: %s", lang, res.Error.Value)
 		}
 	}
-	p.gate.pause(p.resp, p.outR, p.errR)
+	if err := p.unwatch(); err != nil {
+		p.kill()
+		m.lose(s, p, fateDied)
+		return nil, fmt.Errorf("lease the %s kernel: %w", lang, err)
+	}
 	l := &Lease{m: m, s: s, p: p, lost: restarted, done: make(chan struct{}), revoked: make(chan struct{})}
 	m.mu.Lock()
 	s.lost = false // the holder reports it
@@ -86,10 +90,11 @@ func (m *Manager) Lease(ctx context.Context, lang string) (*Lease, error) {
 	return l, nil
 }
 
-// Files are the kernel's pipes, in the order Attach takes them: the write
-// end of its requests, and the read ends of its answers, stdout and
-// stderr. They stay the Manager's: send them, do not close them.
-func (l *Lease) Files() []*os.File { return []*os.File{l.p.req, l.p.resp, l.p.outR, l.p.errR} }
+// WithFDs calls fn with the descriptors of the kernel's pipes, in the
+// order Attach takes them: the write end of its requests, and the read
+// ends of its answers, stdout and stderr. They stay open until fn returns,
+// and stay the Manager's: send them, do not close them.
+func (l *Lease) WithFDs(fn func(fds []int) error) error { return l.p.withHeld(fn) }
 
 // PID is the kernel's process ID, in the agent's view.
 func (l *Lease) PID() int { return l.p.pid }
@@ -158,7 +163,7 @@ func (l *Lease) Release() {
 		return
 	default:
 	}
-	l.p.gate.resume()
+	l.p.rewatch()
 	l.s.release()
 }
 

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"syscall"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,8 +51,15 @@ type process struct {
 	exited         chan struct{}  // closed once the process was reaped
 	waitErr        error          // why it exited; valid after exited
 	readers        sync.WaitGroup // the pipe readers
-	// gate parks the readers while a lease holds the pipes.
-	gate gate
+	// pausing stops the readers at a read deadline (unwatch).
+	pausing atomic.Bool
+	// filesMu guards the read ends (resp, respR, outR, errR, the
+	// captures' files) and held against kill while unwatch and rewatch
+	// replace them.
+	filesMu sync.Mutex
+	// held are the read ends' descriptors while a lease holds the kernel
+	// (unwatch), out of the runtime's poller; nil otherwise.
+	held []int
 
 	// envGen is the generation of Manager.env the kernel has; touched only
 	// by the slot's holder.
@@ -161,10 +170,10 @@ func newProcess(lang string, pid int, signal func(bool) error, req, resp, outR, 
 		stop:    make(chan struct{}),
 		exited:  make(chan struct{}),
 	}
-	if p.stdout, err = newCapture(outR, limit, &p.gate); err != nil {
+	if p.stdout, err = newCapture(outR, limit, &p.pausing); err != nil {
 		return nil, err
 	}
-	if p.stderr, err = newCapture(errR, limit, &p.gate); err != nil {
+	if p.stderr, err = newCapture(errR, limit, &p.pausing); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -188,15 +197,20 @@ func (p *process) exit(err error) {
 }
 
 func (p *process) readResponses() {
-	defer close(p.msgs)
+	ended := true
+	defer func() {
+		if ended {
+			close(p.msgs)
+		}
+	}()
 	var buf []byte
 	br := bufio.NewReaderSize(p.respR, 4<<10)
 	for {
-		p.gate.rw.RLock()
 		body, err := readFrame(br, buf)
-		p.gate.rw.RUnlock()
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			continue // paused (gate.pause); between frames, as no execution runs
+		if errors.Is(err, os.ErrDeadlineExceeded) && p.pausing.Load() {
+			// unwatch: between frames, as no execution runs.
+			ended = false
+			return
 		}
 		if err != nil {
 			return
@@ -214,42 +228,132 @@ func (p *process) readResponses() {
 	}
 }
 
-// gate parks a process's readers while a lease holds its pipes, so that
-// the agent and the lease's holder never both read them. A reader reads
-// holding rw shared; pause breaks the reads in progress with a deadline in
-// the past and takes rw whole.
-type gate struct {
-	rw     sync.RWMutex
-	mu     sync.Mutex // guards paused; held while pausing
-	paused bool
+// unwatch stops the readers and takes the read ends out of the runtime's
+// poller, keeping them open as plain descriptors (held): while a lease
+// holds the kernel, its writes must not wake the agent (a poller wakes for
+// every write to a pipe it watches, whoever reads it). rewatch undoes it.
+func (p *process) unwatch() error {
+	p.filesMu.Lock()
+	defer p.filesMu.Unlock()
+	select {
+	case <-p.stop:
+		return errors.New("the kernel was killed")
+	default:
+	}
+	files := []*os.File{p.resp, p.outR, p.errR}
+	p.pausing.Store(true)
+	for _, f := range files {
+		f.SetReadDeadline(longAgo)
+	}
+	p.readers.Wait()
+	p.pausing.Store(false)
+	var held []int
+	err := withFDs(files, func(fds []int) error {
+		for _, fd := range fds {
+			d, err := dupCloexec(fd)
+			if err != nil {
+				closeFDs(held)
+				return err
+			}
+			held = append(held, d)
+		}
+		return nil
+	})
+	if err != nil {
+		p.rewatchLocked(nil)
+		return fmt.Errorf("hold the kernel's pipes: %w", err)
+	}
+	for _, f := range files {
+		f.Close() // deregisters it from the poller
+	}
+	p.held = held
+	return nil
+}
+
+// withHeld calls fn with the descriptors of the request pipe and the held
+// read ends, which stay open until fn returns.
+func (p *process) withHeld(fn func(fds []int) error) error {
+	p.filesMu.Lock()
+	defer p.filesMu.Unlock()
+	if p.held == nil {
+		return errors.New("the kernel's pipes are closed")
+	}
+	return withFDs([]*os.File{p.req}, func(req []int) error {
+		return fn(append(req, p.held...))
+	})
+}
+
+// rewatch ends unwatch: the read ends go back to the poller and the
+// readers start again. A killed kernel stays as it is.
+func (p *process) rewatch() {
+	p.filesMu.Lock()
+	defer p.filesMu.Unlock()
+	select {
+	case <-p.stop:
+		return
+	default:
+	}
+	p.rewatchLocked(p.held)
+	p.held = nil
+}
+
+func (p *process) rewatchLocked(held []int) {
+	if held != nil {
+		files := make([]*os.File, len(held))
+		for i, fd := range held {
+			syscall.SetNonblock(fd, true) // os.NewFile polls non-blocking descriptors
+			files[i] = os.NewFile(uintptr(fd), fmt.Sprintf("%s-kernel-%d", p.lang, i))
+		}
+		p.resp, p.outR, p.errR = files[0], files[1], files[2]
+		p.respR, _ = rawio.New(p.resp) // cannot fail: an *os.File
+		p.stdout.setFile(p.outR)
+		p.stderr.setFile(p.errR)
+	} else {
+		for _, f := range []*os.File{p.resp, p.outR, p.errR} {
+			f.SetReadDeadline(time.Time{})
+		}
+	}
+	p.startReaders()
 }
 
 var longAgo = time.Unix(1, 0)
 
-// pause returns once no reader reads files, nor will until resume.
-func (g *gate) pause(files ...*os.File) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.paused {
-		return
+// withFDs calls fn with the descriptors of files, which stay open (are
+// not closed concurrently) until fn returns.
+func withFDs(files []*os.File, fn func(fds []int) error) error {
+	fds := make([]int, 0, len(files))
+	var call func(i int) error
+	call = func(i int) error {
+		if i == len(files) {
+			return fn(fds)
+		}
+		rc, err := files[i].SyscallConn()
+		if err != nil {
+			return err
+		}
+		var ferr error
+		if err := rc.Control(func(fd uintptr) {
+			fds = append(fds, int(fd))
+			ferr = call(i + 1)
+		}); err != nil {
+			return fmt.Errorf("%s: %w", files[i].Name(), err)
+		}
+		return ferr
 	}
-	for _, f := range files {
-		f.SetReadDeadline(longAgo)
-	}
-	g.rw.Lock()
-	for _, f := range files {
-		f.SetReadDeadline(time.Time{})
-	}
-	g.paused = true
+	return call(0)
 }
 
-// resume lets the readers read again.
-func (g *gate) resume() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.paused {
-		g.paused = false
-		g.rw.Unlock()
+func dupCloexec(fd int) (int, error) {
+	d, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_DUPFD_CLOEXEC, 0)
+	if errno != 0 {
+		return -1, os.NewSyscallError("fcntl", errno)
+	}
+	return int(d), nil
+}
+
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		syscall.Close(fd)
 	}
 }
 
@@ -274,8 +378,12 @@ func (p *process) interrupt() error {
 // goroutine, and after the kernel exited by itself.
 func (p *process) kill() {
 	p.killOnce.Do(func() {
+		p.filesMu.Lock()
 		close(p.stop)
-		p.gate.resume() // the readers must see the end of the pipes
+		held := p.held
+		p.held = nil
+		p.filesMu.Unlock()
+		closeFDs(held) // a leased kernel's: its readers are stopped
 		_ = p.signal(true)
 		select {
 		case <-p.exited:
