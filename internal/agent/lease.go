@@ -27,6 +27,7 @@ type KernelLease interface {
 	WithFDs(fn func(fds []int) error) error
 	PID() int
 	Lost() bool
+	Env() map[string]string
 	Pending() (stdout, stderr string)
 	Exited() <-chan struct{}
 	Revoked() <-chan struct{}
@@ -78,7 +79,7 @@ func (s *Server) serveLease(ctx context.Context, c net.Conn, br *bufio.Reader, w
 	}
 	defer lease.Release()
 	stdout, stderr := lease.Pending()
-	body, _ := json.Marshal(wire.KernelLease{PID: lease.PID(), Lost: lease.Lost(), Stdout: stdout, Stderr: stderr})
+	body, _ := json.Marshal(wire.KernelLease{PID: lease.PID(), Lost: lease.Lost(), Env: lease.Env(), Stdout: stdout, Stderr: stderr})
 	frame := wire.AppendFrame(nil, strconv.Itoa(http.StatusOK), body)
 	err = lease.WithFDs(func(fds []int) error {
 		_, _, err := uc.WriteMsgUnix(frame, syscall.UnixRights(fds...), nil)

@@ -162,6 +162,11 @@ func (c *Client) Execute(ctx context.Context, lang string, req wire.ExecuteReque
 			return res, err
 		}
 	}
+	return c.executeByAgent(ctx, lang, req)
+}
+
+// executeByAgent has the agent run the execution.
+func (c *Client) executeByAgent(ctx context.Context, lang string, req wire.ExecuteRequest) (*wire.ExecuteResult, error) {
 	return callJSON[wire.ExecuteResult](ctx, c, http.MethodPost, "/kernels/"+url.PathEscape(lang)+"/execute", req)
 }
 

@@ -28,17 +28,24 @@ import (
 // errNoLease says the agent does not lease kernels: call it instead.
 var errNoLease = errors.New("agent does not lease kernels")
 
+// leaseTimeout bounds a lease taken in the background: the agent may be
+// starting the kernel again.
+const leaseTimeout = time.Minute
+
 // leaseAnswerBuffer is the size of the first read of a lease's answer.
 const leaseAnswerBuffer = 64 << 10
 
 // leasedKernel is one language's kernel as the client sees it. Whoever
 // holds sem may use and replace the fields.
 type leasedKernel struct {
+	lang   string
 	sem    chan struct{} // capacity 1
 	remote *kernel.Remote
 	conn   net.Conn
 	w      io.Writer     // conn's raw writes
 	read   chan struct{} // closed when the reader of conn ends
+	// called is set once an execution ran on the kernel.
+	called bool
 }
 
 // leased returns lang's leasedKernel.
@@ -50,7 +57,7 @@ func (c *Client) leased(lang string) *leasedKernel {
 	}
 	k := c.kernels[lang]
 	if k == nil {
-		k = &leasedKernel{sem: make(chan struct{}, 1)}
+		k = &leasedKernel{lang: lang, sem: make(chan struct{}, 1)}
 		c.kernels[lang] = k
 	}
 	return k
@@ -73,9 +80,21 @@ func (c *Client) executeLeased(ctx context.Context, lang string, req wire.Execut
 		default:
 		}
 	}
+	if k.remote == nil && !k.called {
+		// A kernel's first execution (a claim's) goes through the agent,
+		// which costs a round trip less than leasing first; the lease is
+		// taken after it, in the background.
+		k.called = true
+		defer func() { go c.leaseSoon(lang, k) }()
+		return c.executeByAgent(ctx, lang, req)
+	}
 	if k.remote == nil {
 		if err := c.lease(ctx, lang, k); err != nil {
-			return nil, err
+			if errors.Is(err, errNoLease) || ctx.Err() != nil {
+				return nil, err
+			}
+			// Not this time; the agent runs it, and the next call leases.
+			return c.executeByAgent(ctx, lang, req)
 		}
 	}
 	res, alive := k.remote.Execute(ctx, req)
@@ -85,9 +104,27 @@ func (c *Client) executeLeased(ctx context.Context, lang string, req wire.Execut
 	return res, nil
 }
 
+// leaseSoon leases k's kernel unless it is leased or in use.
+func (c *Client) leaseSoon(lang string, k *leasedKernel) {
+	select {
+	case k.sem <- struct{}{}:
+	default:
+		return // an execution has it, and leases it if need be
+	}
+	defer func() { <-k.sem }()
+	if k.remote != nil || c.noLease.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), leaseTimeout)
+	defer cancel()
+	_ = c.lease(ctx, lang, k) // on failure, the next execution tries again
+}
+
 // lease takes lang's kernel from the agent into k; the caller holds k.sem.
 func (c *Client) lease(ctx context.Context, lang string, k *leasedKernel) error {
-	fc, err := c.dialFramed(ctx)
+	// An idle framed connection (the claim's /init left one) becomes the
+	// lease's; one the agent closed meanwhile fails the write below.
+	fc, reused, err := c.framedConn(ctx)
 	if errors.Is(err, errNoFramed) {
 		c.noLease.Store(true)
 		return errNoLease
@@ -110,6 +147,11 @@ func (c *Client) lease(ctx context.Context, lang string, k *leasedKernel) error 
 	stop := context.AfterFunc(ctx, func() { uc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if _, err := fc.rw.Write(wire.AppendFrame(nil, http.MethodPost+" "+wire.LeasePath(lang), nil)); err != nil {
+		if reused {
+			uc.Close()
+			ok = true // closed
+			return c.lease(ctx, lang, k)
+		}
 		return fmt.Errorf("agent: lease the %s kernel: %w", lang, err)
 	}
 
@@ -165,7 +207,7 @@ func (c *Client) lease(ctx context.Context, lang string, k *leasedKernel) error 
 		return err
 	}
 	r, err := kernel.Attach(kernel.RemoteKernel{
-		Lang: lang, PID: ans.PID, FDs: fds, Lost: ans.Lost, Stdout: ans.Stdout, Stderr: ans.Stderr, Signal: signal,
+		Lang: lang, PID: ans.PID, FDs: fds, Lost: ans.Lost, Env: ans.Env, Stdout: ans.Stdout, Stderr: ans.Stderr, Signal: signal,
 	}, kernel.Options{})
 	if err != nil {
 		c.noLease.Store(true)
@@ -252,22 +294,17 @@ func (c *Client) closeLeases() {
 	}
 }
 
-// Leased lists the languages whose kernels the client holds leased now,
-// sorted: their executions go without the agent.
+// Leased lists the languages whose kernels the client holds leased,
+// sorted: their executions go without the agent. It waits for the
+// executions in progress.
 func (c *Client) Leased() []string {
 	var langs []string
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for lang, k := range c.kernels {
-		select {
-		case k.sem <- struct{}{}:
-			if k.remote != nil {
-				langs = append(langs, lang)
-			}
-			<-k.sem
-		default: // executing: it holds one unless it is the first call
-			langs = append(langs, lang)
+	for _, k := range c.leasedKernels() {
+		k.sem <- struct{}{}
+		if k.remote != nil {
+			langs = append(langs, k.lang)
 		}
+		<-k.sem
 	}
 	slices.Sort(langs)
 	return langs

@@ -27,8 +27,8 @@ type output struct {
 // than waiting for the reader goroutine. For that to be exact, a read and
 // the append of what it returned happen under mu, in both places.
 type capture struct {
-	f    *os.File
-	raw  syscall.RawConn
+	f   *os.File
+	raw syscall.RawConn
 	// pausing makes run return at a read deadline (process.unwatch).
 	pausing *atomic.Bool
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"sync"
 	"syscall"
@@ -35,6 +36,7 @@ type Lease struct {
 	s    *slot
 	p    *process
 	lost bool
+	env  map[string]string
 	out  [2]output
 	done chan struct{} // closed by Release
 
@@ -44,8 +46,8 @@ type Lease struct {
 
 // Lease hands lang's kernel over, starting it if needed, after the
 // executions queued before it; the Manager neither reads its pipes nor
-// runs executions on it until Release. The SetEnv overlay is applied
-// before: the holder knows nothing of it.
+// runs executions on it until Release. The SetEnv overlay the kernel has
+// not applied yet is the holder's to send (Env).
 //
 // A kernel has one holder: the server of its sandbox. A call for the
 // kernel while it is leased (a Lease, an Execute) means that holder is
@@ -66,22 +68,22 @@ func (m *Manager) Lease(ctx context.Context, lang string) (*Lease, error) {
 		s.release()
 		return nil, err
 	}
+	// The holder sends the SetEnv overlay the kernel lacks with its first
+	// execution. Whether it did is unknown here, so the kernel's
+	// generation stays: the overlay goes again with the next execution
+	// or lease after this one (applying it twice changes nothing).
 	m.mu.Lock()
-	env := m.pendingEnvLocked(p)
-	m.mu.Unlock()
-	if env != nil {
-		res, f := m.run(ctx, p, wire.ExecuteRequest{}, env)
-		if f != fateOK {
-			m.lose(s, p, f)
-			return nil, fmt.Errorf("start %s kernel: it ended while taking its environment: %s", lang, res.Error.Value)
-		}
+	var env map[string]string
+	if p.envGen != m.envGen {
+		env = maps.Clone(m.env)
 	}
+	m.mu.Unlock()
 	if err := p.unwatch(); err != nil {
 		p.kill()
 		m.lose(s, p, fateDied)
 		return nil, fmt.Errorf("lease the %s kernel: %w", lang, err)
 	}
-	l := &Lease{m: m, s: s, p: p, lost: restarted, done: make(chan struct{}), revoked: make(chan struct{})}
+	l := &Lease{m: m, s: s, p: p, lost: restarted, env: env, done: make(chan struct{}), revoked: make(chan struct{})}
 	m.mu.Lock()
 	s.lost = false // the holder reports it
 	s.lease = l
@@ -95,6 +97,10 @@ func (m *Manager) Lease(ctx context.Context, lang string) (*Lease, error) {
 // ends of its answers, stdout and stderr. They stay open until fn returns,
 // and stay the Manager's: send them, do not close them.
 func (l *Lease) WithFDs(fn func(fds []int) error) error { return l.p.withHeld(fn) }
+
+// Env is the SetEnv overlay the kernel has not applied, which the holder's
+// first execution carries; nil when there is none.
+func (l *Lease) Env() map[string]string { return l.env }
 
 // PID is the kernel's process ID, in the agent's view.
 func (l *Lease) PID() int { return l.p.pid }
@@ -175,6 +181,7 @@ type Remote struct {
 	opts Options
 	log  *slog.Logger
 	lost bool
+	env  map[string]string // for the next execution
 }
 
 // RemoteKernel is what Attach needs of a leased kernel besides its pipes.
@@ -184,8 +191,9 @@ type RemoteKernel struct {
 	// FDs are the descriptors of Lease.Files as received; Attach owns
 	// them, also when it fails.
 	FDs []int
-	// Lost and the pending output are the Lease's.
+	// Lost, Env and the pending output are the Lease's.
 	Lost           bool
+	Env            map[string]string
 	Stdout, Stderr string
 	// Signal asks the agent to send SIGINT to the kernel's process group,
 	// or to kill it when kill is set.
@@ -237,14 +245,15 @@ func Attach(k RemoteKernel, opts Options) (*Remote, error) {
 	}
 	p.stdout.buf, p.stderr.buf = []byte(k.Stdout), []byte(k.Stderr)
 	p.startReaders()
-	return &Remote{p: p, opts: opts, log: log, lost: k.Lost}, nil
+	return &Remote{p: p, opts: opts, log: log, lost: k.Lost, env: k.Env}, nil
 }
 
 // Execute runs req; alive reports that the kernel is still usable.
 // Timeouts, interrupts, output caps and a kernel's death are results, as
 // from Manager.Execute.
 func (r *Remote) Execute(ctx context.Context, req wire.ExecuteRequest) (res *wire.ExecuteResult, alive bool) {
-	res, f := execute(ctx, r.p, req, nil, &r.opts, r.log)
+	res, f := execute(ctx, r.p, req, r.env, &r.opts, r.log)
+	r.env = nil
 	if r.lost {
 		res.Restarted, r.lost = true, false
 	}

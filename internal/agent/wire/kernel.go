@@ -95,6 +95,9 @@ type KernelLease struct {
 	// Lost: the kernel was restarted since an execution last ran on it;
 	// the first result says Restarted.
 	Lost bool `json:"lost,omitempty"`
+	// Env is the environment from /init the kernel has not applied yet:
+	// the first execute request to the kernel carries it.
+	Env map[string]string `json:"env,omitempty"`
 	// Output the kernel wrote since its last execution, which belongs to
 	// the next.
 	Stdout string `json:"stdout,omitempty"`

@@ -524,8 +524,12 @@ func TestHealthAfterCreate(t *testing.T) {
 				} else if res.Status != wire.StatusSucceeded || res.Result == nil || res.Result.Repr != tc.want || !strings.Contains(res.Stdout, "/mnt/data") {
 					t.Errorf("%s: execute: %+v (result %+v)", tc.kind, res, res.Result)
 				}
-				// The client drives the kernel itself, but under gVisor,
-				// whose pipes are not the host's (client/lease.go).
+				// From its second execution on, the client drives the
+				// kernel itself, but under gVisor, whose pipes are not the
+				// host's (client/lease.go).
+				if res, err := c.Execute(context.Background(), tc.lang, wire.ExecuteRequest{Code: "6*7"}); err != nil || res.Result == nil || res.Result.Repr != "42" {
+					t.Errorf("%s: second execute: %+v, %v", tc.kind, res, err)
+				}
 				want := []string{tc.lang}
 				if flavour == "runsc" {
 					want = nil
