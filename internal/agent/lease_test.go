@@ -3,6 +3,8 @@ package agent_test
 import (
 	"bufio"
 	"context"
+	"fmt"
+	"strconv"
 	"os"
 	"os/exec"
 	"strings"
@@ -177,4 +179,18 @@ func TestLeaseRevoked(t *testing.T) {
 	wantRepr(t, res, "3")
 	// The first holder's lease was revoked: its next call leases anew.
 	wantRepr(t, execute(t, a.Client, "x += 1; x", 10*time.Second), "4")
+}
+
+// TestNoLeaseFallsBack: an agent that does not lease kernels (as under
+// gVisor) is called as before.
+func TestNoLeaseFallsBack(t *testing.T) {
+	km := kernel.New(kernel.Options{Cwd: t.TempDir()})
+	t.Cleanup(func() { km.Close() })
+	a := startAgent(t, func(c *agent.Config) { c.Kernels = km }) // a Kernels without Lease
+	for i := range 3 {
+		wantRepr(t, execute(t, a.Client, fmt.Sprintf("%d + 1", i), 10*time.Second), strconv.Itoa(i+1))
+	}
+	if got := a.Leased(); len(got) != 0 {
+		t.Errorf("leased %q from an agent that does not lease", got)
+	}
 }

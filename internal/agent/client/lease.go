@@ -120,11 +120,28 @@ func (c *Client) leaseSoon(lang string, k *leasedKernel) {
 	_ = c.lease(ctx, lang, k) // on failure, the next execution tries again
 }
 
-// lease takes lang's kernel from the agent into k; the caller holds k.sem.
-func (c *Client) lease(ctx context.Context, lang string, k *leasedKernel) error {
-	// An idle framed connection (the claim's /init left one) becomes the
-	// lease's; one the agent closed meanwhile fails the write below.
+// sendLease sends a lease call for lang on a framed connection, an idle
+// one (the claim's /init left one) or a new one.
+func (c *Client) sendLease(ctx context.Context, lang string) (*framedConn, error) {
+	frame := wire.AppendFrame(nil, http.MethodPost+" "+wire.LeasePath(lang), nil)
 	fc, reused, err := c.framedConn(ctx)
+	if err == nil {
+		if _, err = fc.rw.Write(frame); err != nil && reused {
+			fc.conn.Close() // the agent closed it while it was idle
+			if fc, err = c.dialFramed(ctx); err == nil {
+				_, err = fc.rw.Write(frame)
+			}
+		}
+		if err != nil && fc != nil {
+			fc.conn.Close()
+		}
+	}
+	return fc, err
+}
+
+// lease takes lang's kernel from the agent into k; the caller holds k.sem.
+func (c *Client) lease(ctx context.Context, lang string, k *leasedKernel) (err error) {
+	fc, err := c.sendLease(ctx, lang)
 	if errors.Is(err, errNoFramed) {
 		c.noLease.Store(true)
 		return errNoLease
@@ -132,28 +149,21 @@ func (c *Client) lease(ctx context.Context, lang string, k *leasedKernel) error 
 	if err != nil {
 		return fmt.Errorf("agent: lease the %s kernel: %w", lang, err)
 	}
-	uc, ok := fc.conn.(*net.UnixConn)
-	if !ok || fc.br.Buffered() > 0 {
+	uc, isUnix := fc.conn.(*net.UnixConn)
+	if !isUnix || fc.br.Buffered() > 0 {
 		fc.conn.Close()
 		c.noLease.Store(true)
 		return errNoLease
 	}
-	ok = false
+	var fds []int // received; closed unless Attach took them
 	defer func() {
-		if !ok {
+		if err != nil {
+			closeFDs(fds)
 			uc.Close()
 		}
 	}()
 	stop := context.AfterFunc(ctx, func() { uc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if _, err := fc.rw.Write(wire.AppendFrame(nil, http.MethodPost+" "+wire.LeasePath(lang), nil)); err != nil {
-		if reused {
-			uc.Close()
-			ok = true // closed
-			return c.lease(ctx, lang, k)
-		}
-		return fmt.Errorf("agent: lease the %s kernel: %w", lang, err)
-	}
 
 	// The descriptors come with the answer's first bytes.
 	buf := make([]byte, leaseAnswerBuffer)
@@ -161,22 +171,18 @@ func (c *Client) lease(ctx context.Context, lang string, k *leasedKernel) error 
 	n, oobn, flags, _, err := uc.ReadMsgUnix(buf, oob)
 	fds, ferr := parseRights(oob[:oobn])
 	if err != nil {
-		closeFDs(fds)
 		return fmt.Errorf("agent: lease the %s kernel: %w", lang, err)
 	}
 	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(buf[:n]), fc.rw), 4<<10)
 	head, body, _, err := wire.ReadFrame(br, nil)
 	if err != nil {
-		closeFDs(fds)
 		return fmt.Errorf("agent: lease the %s kernel: read the answer: %w", lang, err)
 	}
 	status, err := wire.ParseStatus(head)
 	if err != nil {
-		closeFDs(fds)
 		return fmt.Errorf("agent: lease the %s kernel: read the answer: %w", lang, err)
 	}
 	if status != http.StatusOK {
-		closeFDs(fds)
 		e := errorAnswer(status, body)
 		if status == http.StatusNotImplemented || status == http.StatusNotFound && e.Code == wire.CodeNotFound {
 			c.noLease.Store(true) // an agent without leases
@@ -186,13 +192,11 @@ func (c *Client) lease(ctx context.Context, lang string, k *leasedKernel) error 
 	}
 	var ans wire.KernelLease
 	if err := json.Unmarshal(body, &ans); err != nil {
-		closeFDs(fds)
 		return fmt.Errorf("agent: lease the %s kernel: decode the answer: %w", lang, err)
 	}
 	if ferr != nil || flags&syscall.MSG_CTRUNC != 0 || len(fds) != 4 {
 		// An agent whose descriptors are not the host's (gVisor) sends
 		// none; say so once, and call it from now on.
-		closeFDs(fds)
 		c.noLease.Store(true)
 		return errNoLease
 	}
@@ -206,15 +210,16 @@ func (c *Client) lease(ctx context.Context, lang string, k *leasedKernel) error 
 		_, err := w.Write(wire.AppendFrame(nil, head, nil))
 		return err
 	}
-	r, err := kernel.Attach(kernel.RemoteKernel{
+	rk := kernel.RemoteKernel{
 		Lang: lang, PID: ans.PID, FDs: fds, Lost: ans.Lost, Env: ans.Env, Stdout: ans.Stdout, Stderr: ans.Stderr, Signal: signal,
-	}, kernel.Options{})
+	}
+	fds = nil // Attach's
+	r, err := kernel.Attach(rk, kernel.Options{})
 	if err != nil {
-		c.noLease.Store(true)
+		c.noLease.Store(true) // descriptors that are not pipes
 		return errNoLease
 	}
 	uc.SetDeadline(time.Time{})
-	ok = true
 	k.remote, k.conn, k.read = r, uc, make(chan struct{})
 	k.w = w
 	go readLease(uc, br, r, k.read)

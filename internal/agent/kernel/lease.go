@@ -24,8 +24,9 @@ import (
 //
 // While the lease lasts, the Manager's readers of the pipes are stopped,
 // the read ends are out of the agent's poller (process.unwatch), and its
-// slot is held, so no execution of the agent's own can interleave. When the holder goes away without releasing (a server killed
-// during an execution), the agent takes the pipes back as they are: the
+// slot is held, so no execution of the agent's own can interleave. When
+// the holder goes away without releasing (a server killed during an
+// execution), the agent takes the pipes back as they are: the
 // answer to the execution in flight, when it comes, is skipped (its ID is
 // not the next execution's), and its output goes to the next execution,
 // like output written between executions.
@@ -188,8 +189,8 @@ type Remote struct {
 type RemoteKernel struct {
 	Lang string
 	PID  int
-	// FDs are the descriptors of Lease.Files as received; Attach owns
-	// them, also when it fails.
+	// FDs are the descriptors Lease.WithFDs gave, as received; Attach
+	// owns them, also when it fails.
 	FDs []int
 	// Lost, Env and the pending output are the Lease's.
 	Lost           bool
