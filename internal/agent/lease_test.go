@@ -194,3 +194,28 @@ func TestNoLeaseFallsBack(t *testing.T) {
 		t.Errorf("leased %q from an agent that does not lease", got)
 	}
 }
+
+// TestInitDuringLeasedExecution: binding the environment (as a claim's
+// /init or an identity refresh does) does not wait for an execution on the
+// leased kernel, and the next execution sees it.
+func TestInitDuringLeasedExecution(t *testing.T) {
+	a, _ := startLeasingAgent(t)
+	execute(t, a.Client, "1", 10*time.Second)
+	execute(t, a.Client, "2", 10*time.Second) // leased by now
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		execute(t, a.Client, "import time; time.sleep(1.5)", 10*time.Second)
+	}()
+	time.Sleep(200 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	if _, err := a.Init(ctx, wire.InitRequest{Identifier: "s1", Env: map[string]string{"LATE": "1"}}); err != nil {
+		t.Fatalf("Init during an execution: %v", err)
+	}
+	<-done
+	wantRepr(t, execute(t, a.Client, "import os; os.environ.get('LATE')", 10*time.Second), "'1'")
+	if got := a.Leased(); len(got) != 1 {
+		t.Errorf("leased %q after the new environment, want python", got)
+	}
+}

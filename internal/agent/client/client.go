@@ -98,18 +98,14 @@ func (c *Client) Health(ctx context.Context) (*wire.Health, error) {
 
 // Init binds the sandbox to a session (POST /init) and returns its health.
 func (c *Client) Init(ctx context.Context, req wire.InitRequest) (*wire.Health, error) {
-	if err := c.releaseLeases(ctx); err != nil {
-		return nil, fmt.Errorf("agent: init: %w", err)
-	}
+	defer c.envChanged()
 	return callJSON[wire.Health](ctx, c, http.MethodPost, "/init", req)
 }
 
 // SetIdentity gives the bound sandbox its managed identities' tokens
 // (PUT /identity) and returns the endpoint code in it asks them from.
 func (c *Client) SetIdentity(ctx context.Context, req wire.IdentityRequest) (*wire.IdentityResponse, error) {
-	if err := c.releaseLeases(ctx); err != nil {
-		return nil, fmt.Errorf("agent: set identity: %w", err)
-	}
+	defer c.envChanged()
 	return callJSON[wire.IdentityResponse](ctx, c, http.MethodPut, "/identity", req)
 }
 

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,6 +47,8 @@ type leasedKernel struct {
 	read   chan struct{} // closed when the reader of conn ends
 	// called is set once an execution ran on the kernel.
 	called bool
+	// envChanged says the lease predates a change of the environment.
+	envChanged atomic.Bool
 }
 
 // leased returns lang's leasedKernel.
@@ -78,6 +81,9 @@ func (c *Client) executeLeased(ctx context.Context, lang string, req wire.Execut
 		case <-k.remote.Done():
 			k.drop() // it ended, or was revoked, since the last call
 		default:
+			if k.envChanged.Swap(false) {
+				k.release()
+			}
 		}
 	}
 	if k.remote == nil && !k.called {
@@ -271,20 +277,13 @@ func (k *leasedKernel) release() {
 	}
 }
 
-// releaseLeases hands every leased kernel back to the agent, waiting for
-// executions in progress, so that calls that change the kernels'
-// environment (Init, SetIdentity) reach kernels the agent drives.
-func (c *Client) releaseLeases(ctx context.Context) error {
+// envChanged tells the leased kernels that the agent's environment for
+// them changed (Init, SetIdentity): the next execution on each takes a
+// new lease, which carries it. It does not wait for executions.
+func (c *Client) envChanged() {
 	for _, k := range c.leasedKernels() {
-		select {
-		case k.sem <- struct{}{}:
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		}
-		k.release()
-		<-k.sem
+		k.envChanged.Store(true)
 	}
-	return nil
 }
 
 // closeLeases releases the leases not in use.
