@@ -55,15 +55,11 @@ type Lease struct {
 // gone or stale (a server that restarted, while the old one's connection
 // lingers), so it revokes the lease (Revoked) and waits for its Release.
 func (m *Manager) Lease(ctx context.Context, lang string) (*Lease, error) {
-	s, err := m.enter(lang)
+	s, err := m.take(ctx, lang)
 	if err != nil {
 		return nil, err
 	}
 	defer m.wg.Done()
-	m.revoke(s)
-	if err := m.acquire(ctx, s); err != nil {
-		return nil, fmt.Errorf("wait for the %s kernel: %w", lang, err)
-	}
 	p, restarted, err := m.ensure(ctx, s)
 	if err != nil {
 		s.release()

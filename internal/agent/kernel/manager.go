@@ -238,6 +238,22 @@ func (m *Manager) acquire(ctx context.Context, s *slot) error {
 
 func (s *slot) release() { <-s.sem }
 
+// take is enter and acquire for a caller that wants lang's kernel now: a
+// lease of it is revoked (Lease). On success the caller holds s.sem and
+// must call m.wg.Done when it returns.
+func (m *Manager) take(ctx context.Context, lang string) (*slot, error) {
+	s, err := m.enter(lang)
+	if err != nil {
+		return nil, err
+	}
+	m.revoke(s)
+	if err := m.acquire(ctx, s); err != nil {
+		m.wg.Done()
+		return nil, fmt.Errorf("wait for the %s kernel: %w", lang, err)
+	}
+	return s, nil
+}
+
 // Start starts lang's kernel if it is not running and waits until it is
 // ready. Warm sandboxes call it before they are claimed.
 func (m *Manager) Start(ctx context.Context, lang string) error {
@@ -514,15 +530,11 @@ func (m *Manager) Close() error {
 // not start, or ctx ending while the call waited for the kernel. A ctx
 // that ends during the execution interrupts it, like its timeout.
 func (m *Manager) Execute(ctx context.Context, lang string, req wire.ExecuteRequest) (*wire.ExecuteResult, error) {
-	s, err := m.enter(lang)
+	s, err := m.take(ctx, lang)
 	if err != nil {
 		return nil, err
 	}
 	defer m.wg.Done()
-	m.revoke(s)
-	if err := m.acquire(ctx, s); err != nil {
-		return nil, fmt.Errorf("wait for the %s kernel: %w", lang, err)
-	}
 	held := true
 	defer func() {
 		if held {
