@@ -26,7 +26,7 @@ const (
 // one goroutine that holds the kernel's slot.
 //
 // The agent spawns kernels (spawn); a holder of a lease (lease.go) attaches
-// to one through the pipes the agent handed over (attach), and then signal
+// to one through the pipes the agent handed over (Attach), and then signal
 // goes through the agent.
 type process struct {
 	lang    string
