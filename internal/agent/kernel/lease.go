@@ -84,6 +84,9 @@ func (m *Manager) Lease(ctx context.Context, lang string) (*Lease, error) {
 	m.mu.Lock()
 	s.lost = false // the holder reports it
 	s.lease = l
+	if s.waiting > 0 {
+		l.revoke() // a caller came while this one waited or started
+	}
 	m.mu.Unlock()
 	l.out[0], l.out[1] = p.stdout.take(), p.stderr.take()
 	return l, nil
@@ -112,15 +115,8 @@ func (l *Lease) Pending() (stdout, stderr string) {
 	return string(l.out[0].data), string(l.out[1].data)
 }
 
-// revoke revokes s's lease, if any.
-func (m *Manager) revoke(s *slot) {
-	m.mu.Lock()
-	l := s.lease
-	m.mu.Unlock()
-	if l != nil {
-		l.revokeOnce.Do(func() { close(l.revoked) })
-	}
-}
+// revoke asks the holder to end the lease.
+func (l *Lease) revoke() { l.revokeOnce.Do(func() { close(l.revoked) }) }
 
 // Revoked is closed when another caller wants the kernel: end the lease
 // and Release it.

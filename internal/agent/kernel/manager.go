@@ -140,6 +140,9 @@ type slot struct {
 	lost bool
 	// lease is the kernel's lease while one holds it; guarded.
 	lease *Lease
+	// waiting counts the callers of take waiting for sem; a lease made
+	// while one waits is revoked at once. Guarded.
+	waiting int
 }
 
 // New returns a Manager; it starts no kernel.
@@ -246,8 +249,18 @@ func (m *Manager) take(ctx context.Context, lang string) (*slot, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.revoke(s)
-	if err := m.acquire(ctx, s); err != nil {
+	m.mu.Lock()
+	s.waiting++
+	l := s.lease
+	m.mu.Unlock()
+	if l != nil {
+		l.revoke()
+	}
+	err = m.acquire(ctx, s)
+	m.mu.Lock()
+	s.waiting--
+	m.mu.Unlock()
+	if err != nil {
 		m.wg.Done()
 		return nil, fmt.Errorf("wait for the %s kernel: %w", lang, err)
 	}
