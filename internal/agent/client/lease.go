@@ -228,19 +228,30 @@ func (c *Client) lease(ctx context.Context, lang string, k *leasedKernel) (err e
 	uc.SetDeadline(time.Time{})
 	k.remote, k.conn, k.read = r, uc, make(chan struct{})
 	k.w = w
-	go readLease(uc, br, r, k.read)
+	go readLease(k, uc, br, r, k.read)
 	return nil
 }
 
-// readLease reads the agent's frames on a lease's connection until it
-// ends, and tells r when the kernel (or the lease) ended.
-func readLease(conn net.Conn, br *bufio.Reader, r *kernel.Remote, done chan struct{}) {
-	defer close(done)
+// readLease reads the agent's frames on k's lease connection until it
+// ends, tells r, k's kernel, when the kernel (or the lease) ended, and
+// closes done, k.read.
+func readLease(k *leasedKernel, conn net.Conn, br *bufio.Reader, r *kernel.Remote, done chan struct{}) {
 	for {
 		head, body, _, err := wire.ReadFrame(br, nil)
 		switch {
 		case err != nil:
 			r.Ended(fmt.Sprintf("the agent ended the lease (%v)", err))
+			close(done)
+			// Free the pipes now if no execution is under way: the client
+			// may not be called again (a sandbox being destroyed).
+			select {
+			case k.sem <- struct{}{}:
+				if k.remote == r {
+					k.drop()
+				}
+				<-k.sem
+			default: // the execution sees the end and drops the lease
+			}
 			return
 		case head == wire.LeaseExited:
 			var ev wire.KernelExited
@@ -252,6 +263,7 @@ func readLease(conn net.Conn, br *bufio.Reader, r *kernel.Remote, done chan stru
 			r.Ended("the agent took the kernel back for another caller")
 			r.Close()
 			conn.Close()
+			close(done)
 			return
 		}
 	}
