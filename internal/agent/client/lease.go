@@ -110,19 +110,20 @@ func (c *Client) executeLeased(ctx context.Context, lang string, req wire.Execut
 	return res, nil
 }
 
-// leaseSoon leases k's kernel unless it is leased or in use.
+// leaseSoon leases k's kernel, after the execution that holds it (its
+// first), unless another execution leased it meanwhile.
 func (c *Client) leaseSoon(lang string, k *leasedKernel) {
+	ctx, cancel := context.WithTimeout(context.Background(), leaseTimeout)
+	defer cancel()
 	select {
 	case k.sem <- struct{}{}:
-	default:
-		return // an execution has it, and leases it if need be
+	case <-ctx.Done():
+		return
 	}
 	defer func() { <-k.sem }()
 	if k.remote != nil || c.noLease.Load() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), leaseTimeout)
-	defer cancel()
 	_ = c.lease(ctx, lang, k) // on failure, the next execution tries again
 }
 
