@@ -121,9 +121,7 @@ func TestCgroupV2Guest(t *testing.T) {
 			}
 		}
 	}
-	if t.Failed() {
-		t.Logf("guest output:\n%s", log)
-	}
+	t.Logf("guest output:\n%s", log) // shown with -v or on failure
 }
 
 // v2vmKernel returns the newest kernel with modules under /lib/modules and

@@ -168,12 +168,19 @@ func newTestRuntime(t testing.TB, flavour string, opts ...Option) *Runtime {
 }
 
 func testOptions(flavour string) []Option {
-	return []Option{
+	opts := []Option{
 		WithBinary(flavour),
 		WithAgentBinary(builtAgent),
 		WithNetwork(testBridge, testSubnet),
 		WithCgroupParent(testCgroupParent),
 	}
+	if os.Getenv("TIDEPOOL_V2VM_GUEST") != "" {
+		// Under QEMU's emulation a sandbox starts tens of times slower
+		// than on the host, slower still on a busy host: the default
+		// would time out on start-up, not test a limit.
+		opts = append(opts, WithStartTimeout(5*time.Minute))
+	}
+	return opts
 }
 
 func cleanupRoot(t testing.TB, rt *Runtime) {
