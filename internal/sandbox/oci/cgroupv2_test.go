@@ -14,6 +14,9 @@ import (
 	"time"
 )
 
+// v2vmGuestEnv is set in the cgroup v2 guest (testdata/v2vm/guest.sh).
+const v2vmGuestEnv = "TIDEPOOL_V2VM_GUEST"
+
 // TestCgroupV2Guest runs this package's limit and leak tests for runc and
 // crun on a kernel with the unified cgroup hierarchy only. The hosts the
 // suite runs on have the v1 hierarchy, whose controllers cannot move to
@@ -27,7 +30,7 @@ import (
 // Packages: qemu-system-x86 linux-image-amd64 busybox-static cpio (CI
 // installs them; elsewhere the test skips without them).
 func TestCgroupV2Guest(t *testing.T) {
-	if os.Getenv("TIDEPOOL_V2VM_GUEST") != "" {
+	if os.Getenv(v2vmGuestEnv) != "" {
 		t.Skip("skipping: already in the cgroup v2 guest")
 	}
 	needRoot(t)

@@ -174,7 +174,7 @@ func testOptions(flavour string) []Option {
 		WithNetwork(testBridge, testSubnet),
 		WithCgroupParent(testCgroupParent),
 	}
-	if os.Getenv("TIDEPOOL_V2VM_GUEST") != "" {
+	if os.Getenv(v2vmGuestEnv) != "" {
 		// Under QEMU's emulation a sandbox starts tens of times slower
 		// than on the host, slower still on a busy host: the default
 		// would time out on start-up, not test a limit.
